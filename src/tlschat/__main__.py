@@ -1,0 +1,5 @@
+"""`python -m tlschat` runs the command line."""
+
+from tlschat.cli import main
+
+main()

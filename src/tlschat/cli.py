@@ -1,0 +1,260 @@
+"""The `tlschat` command line: serve | tui | send | tail | gen-certs. Heavy imports stay lazy."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from tlschat import __version__
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One clear line on stderr and a non-zero exit: never a traceback."""
+    click.echo(f"tlschat: {message}", err=True)
+    sys.exit(code)
+
+
+def parse_hostport(value: str, default_port: int = 7700) -> tuple[str, int]:
+    """`host:port`, `[::1]:port` or `host` (default port); raise click.BadParameter otherwise."""
+    text = value.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise click.BadParameter(f"{value!r}: missing ']' in IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise click.BadParameter(f"{value!r}: expected HOST:PORT")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
+        raise click.BadParameter(f"{value!r}: write IPv6 addresses as [ADDR]:PORT")
+    if not host:
+        raise click.BadParameter(f"{value!r}: missing host")
+    if port_text == "":
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise click.BadParameter(f"{value!r}: port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def read_password(password_env: str | None) -> str | None:
+    """The password from the named environment variable (never from argv, where `ps` shows it)."""
+    if password_env is None:
+        return None
+    value = os.environ.get(password_env)
+    if value is None:
+        fail(f"environment variable {password_env} is not set")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tlschat")
+def main() -> None:
+    """tlschat: self-hosted encrypted chat for terminals."""
+
+
+# --- serve --------------------------------------------------------------------------------------
+
+_LIMIT_OPTIONS: list[tuple[str, type, str]] = [
+    ("--max-frame", int, "largest frame in bytes (default 65536)"),
+    ("--max-text", int, "longest message text in characters (default 4000)"),
+    ("--max-upload", int, "largest upload in bytes (default 10 MiB)"),
+    ("--chunk", int, "upload/download chunk in bytes (default 32768)"),
+    ("--rate-burst", int, "requests a client may burst (default 20)"),
+    ("--rate-per-sec", float, "sustained requests per second per connection (default 5)"),
+    ("--max-queue", int, "outgoing queue per connection in bytes (default 256 KiB)"),
+    ("--max-conns", int, "connections in all (default 1024)"),
+    ("--max-per-ip", int, "connections per IP address (default 16)"),
+    ("--max-unauth", int, "connections not yet logged in (default 64)"),
+    ("--max-login-failures", int, "failed logins per minute per nick and per IP (default 3)"),
+    ("--max-members", int, "members per group (default 256)"),
+]
+
+
+def _limit_options(func: Any) -> Any:
+    for flag, kind, help_text in reversed(_LIMIT_OPTIONS):
+        func = click.option(flag, type=kind, default=None, help=help_text)(func)
+    return func
+
+
+@main.command()
+@click.option("--host", default=None, help="address to listen on (default 0.0.0.0)")
+@click.option("--port", type=int, default=None, help="port to listen on (default 7700)")
+@click.option(
+    "--cert", type=click.Path(path_type=Path), default=None, help="server certificate (PEM)"
+)
+@click.option(
+    "--key", type=click.Path(path_type=Path), default=None, help="server private key (PEM)"
+)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="where data lives")
+@click.option("--name", multiple=True, help="extra host name for a generated certificate")
+@click.option(
+    "--tls-min", type=click.Choice(["1.3", "1.2"]), default=None, help="lowest TLS version"
+)
+@click.option(
+    "--require-password", is_flag=True, default=None, help="no guests: every nick needs a password"
+)
+@click.option(
+    "--client-ca",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="mutual TLS: CA of client certs",
+)
+@click.option(
+    "--keylog",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="DEBUG ONLY: write TLS secrets here",
+)
+@click.option(
+    "--login-timeout", type=float, default=None, help="seconds to complete hello (default 10)"
+)
+@click.option(
+    "--idle-timeout",
+    type=float,
+    default=None,
+    help="seconds of silence before disconnect (default 90)",
+)
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML config file",
+)
+@_limit_options
+def serve(config_file: Path | None, **flags: Any) -> None:
+    """Run the chat daemon (TLS 1.3; a self-signed certificate is made on first start)."""
+    from tlschat.config import ConfigError, build_config, load_env, load_toml
+
+    if not flags.get("name"):
+        flags.pop("name", None)
+    try:
+        file_layer = load_toml(config_file) if config_file else {}
+        config = build_config(file_layer, load_env(), flags)
+    except ConfigError as exc:
+        fail(str(exc))
+    from tlschat.server.daemon import run
+
+    sys.exit(run(config))
+
+
+# --- clients ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("address", required=False)
+@click.argument("nick", required=False)
+@click.option(
+    "--cafile", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None
+)
+@click.option(
+    "--password-env", default=None, help="name of the environment variable holding the password"
+)
+def tui(
+    address: str | None, nick: str | None, cafile: Path | None, password_env: str | None
+) -> None:
+    """The terminal client. Without arguments it opens a connect screen."""
+    host: str | None = None
+    port: int | None = None
+    if address:
+        try:
+            host, port = parse_hostport(address)
+        except click.BadParameter as exc:
+            fail(exc.message)
+    password = read_password(password_env)
+    from tlschat.tui.app import run_tui
+
+    sys.exit(run_tui(host=host, port=port, nick=nick, cafile=cafile, password=password))
+
+
+@main.command()
+@click.argument("address")
+@click.argument("nick")
+@click.option("--to", "to", required=True, help="@nick or #room")
+@click.option(
+    "--cafile", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None
+)
+@click.option(
+    "--password-env", default=None, help="name of the environment variable holding the password"
+)
+@click.argument("text", nargs=-1)
+def send(
+    address: str,
+    nick: str,
+    to: str,
+    cafile: Path | None,
+    password_env: str | None,
+    text: tuple[str, ...],
+) -> None:
+    """Send one message (TEXT, or standard input) and exit."""
+    try:
+        host, port = parse_hostport(address)
+    except click.BadParameter as exc:
+        fail(exc.message)
+    body = " ".join(text) if text else sys.stdin.read().rstrip("\n")
+    password = read_password(password_env)
+    from tlschat.client.headless import run_send
+
+    sys.exit(run_send(host, port, nick, to=to, text=body, cafile=cafile, password=password))
+
+
+@main.command()
+@click.argument("address")
+@click.argument("nick")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option("--with", "with_", default=None, help="only this conversation (@nick or #room)")
+@click.option(
+    "--cafile", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None
+)
+@click.option(
+    "--password-env", default=None, help="name of the environment variable holding the password"
+)
+def tail(
+    address: str,
+    nick: str,
+    as_json: bool,
+    with_: str | None,
+    cafile: Path | None,
+    password_env: str | None,
+) -> None:
+    """Print messages as they arrive."""
+    try:
+        host, port = parse_hostport(address)
+    except click.BadParameter as exc:
+        fail(exc.message)
+    password = read_password(password_env)
+    from tlschat.client.headless import run_tail
+
+    sys.exit(
+        run_tail(host, port, nick, as_json=as_json, with_=with_, cafile=cafile, password=password)
+    )
+
+
+@main.command("gen-certs")
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="directory to write into"
+)
+@click.option("--name", "names", multiple=True, required=True, help="host name or IP (repeatable)")
+def gen_certs(out: Path, names: tuple[str, ...]) -> None:
+    """Make a CA and a server certificate for a real deployment."""
+    from tlschat.certs import CertError, write_deployment
+
+    try:
+        files = write_deployment(out, names)
+    except CertError as exc:
+        fail(str(exc))
+    for label, path in files.describe():
+        click.echo(f"{label}: {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,289 @@
+"""The daemon: TLS listener, connection limits, startup and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import ssl
+import sys
+from collections import Counter
+from pathlib import Path
+
+import platformdirs
+
+from tlschat import tls
+from tlschat.config import ConfigError, ServerConfig
+from tlschat.protocol import ALPN, Bye, TlsChatError
+from tlschat.server.connection import Session
+from tlschat.server.registry import Invitation, Registry, Room
+from tlschat.server.router import Router
+from tlschat.server.store import Store
+
+log = logging.getLogger("tlschat.server")
+
+FLUSH_INTERVAL = 2.0
+HOUSEKEEPING_INTERVAL = 3600.0
+
+
+class StartupError(TlsChatError):
+    """The daemon cannot start; the message is one line for the user."""
+
+
+class ChatServer:
+    """One tlschat daemon. `await start()`, then `await close()` (idempotent)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.data_dir = config.data_dir or platformdirs.user_data_path("tlschat")
+        self.registry = Registry()
+        self.store = Store(self.data_dir / "tlschat.db")
+        self.router: Router | None = None
+        self.ssl_context: ssl.SSLContext | None = None
+        self.cert_path: Path | None = None
+        self.fingerprint = ""
+        self.port = 0
+        self._listener: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._sessions: set[Session] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._unauthenticated = 0
+        self._background: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # --- start ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        try:
+            await asyncio.to_thread(self.data_dir.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot create data directory {self.data_dir}: {exc.strerror}"
+            ) from None
+        cert, key = cfg.cert, cfg.key
+        if cert is None or key is None:
+            from tlschat import certs
+
+            cert, key = await asyncio.to_thread(certs.ensure_server_cert, self.data_dir, cfg.name)
+        assert cert is not None and key is not None
+        self.cert_path = cert
+        self.ssl_context = tls.server_context(
+            cert, key, tls_min=cfg.tls_min, client_ca=cfg.client_ca, keylog=cfg.keylog
+        )
+        self.fingerprint = tls.fingerprint_file(cert)
+        try:
+            await self.store.open()
+        except Exception as exc:
+            raise StartupError(f"cannot open database in {self.data_dir}: {exc}") from None
+        last_id = await self.store.max_message_id()
+        await self._load_rooms()
+        self.router = Router(cfg, self.store, self.registry, last_id)
+        self._plug_files()
+        try:
+            self._listener = await asyncio.start_server(
+                self._accept, cfg.host, cfg.port, backlog=min(cfg.max_conns, 4096)
+            )
+        except OSError as exc:
+            await self.store.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(f"port {cfg.port} is already in use on {cfg.host}") from None
+            raise StartupError(
+                f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
+            ) from None
+        self.port = self._listener.sockets[0].getsockname()[1]
+        self._background = [
+            asyncio.create_task(self._every(FLUSH_INTERVAL, self.router.flush_marks)),
+            asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.router.expire_invitations)),
+        ]
+        log.info("listening on %s:%d", cfg.host, self.port)
+
+    def _plug_files(self) -> None:
+        """Attach the file service (PROTOCOL.md "Files and images") when it is available."""
+        try:
+            from tlschat.server.files import FileStore  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            return
+        assert self.router is not None
+        self.router.files = FileStore(self.config, self.data_dir, self.store, self.router)
+
+    async def _load_rooms(self) -> None:
+        for stored in await self.store.load_rooms():
+            if not stored.members:
+                # Only guests were in it when the daemon stopped: their memberships ended.
+                await self.store.delete_room(stored.room_key)
+                continue
+            room = Room(name=stored.name, public=stored.public)
+            for member in stored.members:
+                room.members[member.nick_key] = member.nick
+                room.joined_after[member.nick_key] = member.joined_after
+            self.registry.add_room(room)
+            for nick_key, by, created in stored.invites:
+                room.invites[nick_key] = Invitation(
+                    nick=nick_key, by=by, created=created, persisted=True
+                )
+
+    async def _every(self, seconds: float, job: object) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()  # type: ignore[operator]
+            except Exception:
+                log.exception("background job failed")
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def _over_limit(self, ip: str) -> str | None:
+        cfg = self.config
+        if len(self._connections) >= cfg.max_conns:
+            return "max_conns"
+        if self._per_ip[ip] >= cfg.max_per_ip:
+            return "max_per_ip"
+        if self._unauthenticated >= cfg.max_unauth:
+            return "max_unauth"
+        return None
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A TCP connection: check the limits first, then the TLS handshake, then the session."""
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if peer else "?"
+        refused = self._over_limit(ip) if not self._closed else "closing"
+        if refused:
+            # Before any TLS work: a flood of silent connections costs a socket each, no more.
+            log.warning("refused connection from %s: %s", ip, refused)
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        accepted_at = loop.time()
+        self._connections.add(task)
+        self._per_ip[ip] += 1
+        self._unauthenticated += 1
+        counted_unauth = True
+        session: Session | None = None
+
+        def logged_in() -> None:
+            nonlocal counted_unauth
+            if counted_unauth:
+                self._unauthenticated -= 1
+                counted_unauth = False
+
+        try:
+            assert self.ssl_context is not None
+            try:
+                await writer.start_tls(
+                    self.ssl_context, ssl_handshake_timeout=self.config.handshake_timeout
+                )
+            except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
+                log.debug("TLS handshake with %s failed: %s", ip, exc)
+                writer.transport.abort()
+                return
+            ssl_object = writer.get_extra_info("ssl_object")
+            if ssl_object is None or ssl_object.selected_alpn_protocol() != ALPN:
+                # Not a tlschat client (PROTOCOL.md "Transport": ALPN tlschat/1 or nothing).
+                log.info("closed connection from %s: no ALPN %s", ip, ALPN)
+                writer.transport.abort()
+                return
+            peer_cn = tls.peer_common_name(ssl_object) if self.config.client_ca else None
+            assert self.router is not None
+            session = Session(
+                self.router,
+                self.config,
+                reader,
+                writer,
+                peer_ip=ip,
+                peer_cn=peer_cn,
+                accepted_at=accepted_at,
+                on_login=logged_in,
+            )
+            self._sessions.add(session)
+            await session.run()
+        finally:
+            if session is not None:
+                self._sessions.discard(session)
+            self._connections.discard(task)
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+            if counted_unauth:
+                self._unauthenticated -= 1
+
+    # --- stop ----------------------------------------------------------------------------------
+
+    async def close(self, reason: str = "server shutting down") -> None:
+        """`bye` to every client, close, flush storage. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._listener is not None:
+            self._listener.close()
+        for task in self._background:
+            task.cancel()
+        bye = Bye(reason=reason)
+        for session in list(self._sessions):
+            session.shutdown(bye, "shutdown")
+        if self._connections:
+            _, pending = await asyncio.wait(set(self._connections), timeout=5)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        if self.router is not None:
+            try:
+                await self.router.flush_marks()
+            except Exception:
+                log.exception("flushing delivery marks")
+        await self.store.close()
+        log.info("stopped")
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _serve(config: ServerConfig) -> int:
+    server = ChatServer(config)
+    await server.start()
+    shown_host = config.host if ":" not in config.host else f"[{config.host}]"
+    print(
+        f"tlschat {server.data_dir}: listening on {shown_host}:{server.port} (TLS {config.tls_min}+)",
+        file=sys.stderr,
+    )
+    print(f"certificate: {server.cert_path}", file=sys.stderr)
+    print(f"SHA-256 fingerprint: {server.fingerprint}", file=sys.stderr, flush=True)
+    if config.keylog:
+        log.warning(
+            "!!! --keylog is on: TLS secrets are written to %s; anyone with that file can "
+            "decrypt captured traffic. Use it only to debug. !!!",
+            config.keylog,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+    return 0
+
+
+def run(config: ServerConfig) -> int:
+    """`tlschat serve`: run until SIGINT/SIGTERM; exit status 0, or 2 with one line on stderr."""
+    _setup_logging(config.log_level)
+    try:
+        return asyncio.run(_serve(config))
+    except (StartupError, ConfigError, TlsChatError) as exc:
+        print(f"tlschat: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130

@@ -1,0 +1,175 @@
+"""Who is online, which rooms exist, who is in them and who is invited: plain data, no I/O."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tlschat.protocol import name_key
+
+
+class Peer(Protocol):
+    """What the registry needs of a connection: nothing but identity (it never does I/O)."""
+
+
+_guest_serial = itertools.count(1)
+
+
+@dataclass
+class User:
+    """A logged-in user and its sessions (several terminals share one User)."""
+
+    nick: str
+    """As first registered, or for a guest as given."""
+    registered: bool
+    identity: str = ""
+    """Who owns direct conversations: the nick key for an account; a fresh, unique token for a
+    guest, so a later holder of the same guest nick cannot read an earlier guest's messages."""
+    sessions: list[Peer] = field(default_factory=list)
+    last_delivered: int = 0
+    delivered_dirty: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.identity:
+            key = name_key(self.nick)
+            self.identity = key if self.registered else f"~{key}~{next(_guest_serial)}"
+
+    @property
+    def key(self) -> str:
+        return name_key(self.nick)
+
+
+@dataclass
+class Invitation:
+    nick: str
+    """The invitee as spelled (registered spelling if it has an account)."""
+    by: str
+    created: float
+    persisted: bool
+
+
+@dataclass
+class Room:
+    name: str
+    public: bool
+    members: dict[str, str] = field(default_factory=dict)
+    """nick key -> nick, in join order."""
+    joined_after: dict[str, int] = field(default_factory=dict)
+    """nick key -> last message id before they joined (replay starts after it)."""
+    guests: set[str] = field(default_factory=set)
+    """Members whose membership ends with their connection."""
+    invites: dict[str, Invitation] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return name_key(self.name)
+
+    @property
+    def address(self) -> str:
+        return f"#{self.name}"
+
+    def member_names(self) -> tuple[str, ...]:
+        return tuple(self.members.values())
+
+    def is_member(self, nick_key: str) -> bool:
+        return nick_key in self.members
+
+
+class Registry:
+    """The live state the router consults and changes. Callers persist; this only remembers."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, User] = {}
+        """Online users by nick key."""
+        self.rooms: dict[str, Room] = {}
+        self._rooms_of: dict[str, set[str]] = {}
+        """nick key -> keys of the rooms it is a member of."""
+
+    # --- presence ------------------------------------------------------------------------------
+
+    def online(self, nick: str) -> User | None:
+        return self.users.get(name_key(nick))
+
+    def attach(self, user: User, session: Peer) -> tuple[User, bool]:
+        """Add a session; return the (possibly existing) user and whether it just came online."""
+        existing = self.users.get(user.key)
+        if existing is None:
+            self.users[user.key] = user
+            existing = user
+        existing.sessions.append(session)
+        return existing, len(existing.sessions) == 1
+
+    def detach(self, user: User, session: Peer) -> bool:
+        """Remove a session; True if that was the user's last (it went offline)."""
+        if session in user.sessions:
+            user.sessions.remove(session)
+        if user.sessions:
+            return False
+        if self.users.get(user.key) is user:
+            del self.users[user.key]
+        return True
+
+    def sessions(self) -> Iterator[Peer]:
+        for user in self.users.values():
+            yield from user.sessions
+
+    # --- rooms ---------------------------------------------------------------------------------
+
+    def room(self, name: str) -> Room | None:
+        return self.rooms.get(name_key(name))
+
+    def add_room(self, room: Room) -> None:
+        self.rooms[room.key] = room
+        for key in room.members:
+            self._rooms_of.setdefault(key, set()).add(room.key)
+
+    def remove_room(self, room: Room) -> None:
+        self.rooms.pop(room.key, None)
+        for key in room.members:
+            self._rooms_of.get(key, set()).discard(room.key)
+
+    def add_member(self, room: Room, nick: str, joined_after: int, *, guest: bool) -> None:
+        key = name_key(nick)
+        room.members[key] = nick
+        room.joined_after[key] = joined_after
+        if guest:
+            room.guests.add(key)
+        else:
+            room.guests.discard(key)
+        room.invites.pop(key, None)
+        self._rooms_of.setdefault(key, set()).add(room.key)
+
+    def remove_member(self, room: Room, nick: str) -> None:
+        key = name_key(nick)
+        room.members.pop(key, None)
+        room.joined_after.pop(key, None)
+        room.guests.discard(key)
+        self._rooms_of.get(key, set()).discard(room.key)
+
+    def rooms_of(self, nick: str) -> list[Room]:
+        keys = self._rooms_of.get(name_key(nick), set())
+        return [self.rooms[k] for k in sorted(keys) if k in self.rooms]
+
+    def public_rooms(self) -> list[Room]:
+        return sorted((r for r in self.rooms.values() if r.public), key=lambda r: r.key)
+
+    def invitations_for(self, nick: str, now: float, ttl: float) -> list[tuple[Room, Invitation]]:
+        key = name_key(nick)
+        found = []
+        for room in self.rooms.values():
+            invitation = room.invites.get(key)
+            if invitation is not None and now - invitation.created < ttl:
+                found.append((room, invitation))
+        return sorted(found, key=lambda pair: pair[1].created)
+
+    def expire_invitations(self, now: float, ttl: float) -> list[tuple[Room, str]]:
+        """Drop invitations older than `ttl`; return (room, invitee key) of each."""
+        dropped = []
+        for room in self.rooms.values():
+            for key, invitation in list(room.invites.items()):
+                if now - invitation.created >= ttl:
+                    del room.invites[key]
+                    dropped.append((room, key))
+        return dropped

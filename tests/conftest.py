@@ -1,0 +1,117 @@
+"""Shared fixtures: trustme certificates, a real server on 127.0.0.1 (port 0), raw-wire clients."""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tests.wire import Wire
+from tlschat import tls
+from tlschat.config import ServerConfig
+
+# Tests raise the abuse limits they are not about, so that a fast test client is not throttled.
+GENEROUS = {
+    "rate_burst": 10_000,
+    "rate_per_sec": 10_000.0,
+    "max_per_ip": 1000,
+    "max_unauth": 1000,
+    "max_conns": 2000,
+    "max_login_failures": 1000,
+}
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@dataclasses.dataclass(frozen=True)
+class CertFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="session")
+def cert_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
+    folder = tmp_path_factory.mktemp("certs")
+    issued = ca.issue_cert("localhost", "127.0.0.1", "::1")
+    files = CertFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    ca.cert_pem.write_to_path(str(files.ca))
+    # The server presents its whole chain (leaf first).
+    with files.cert.open("wb") as fh:
+        for blob in issued.cert_chain_pems:
+            fh.write(blob.bytes())
+    issued.private_key_pem.write_to_path(str(files.key))
+    return files
+
+
+@pytest.fixture
+def client_ctx(cert_files: CertFiles) -> ssl.SSLContext:
+    """A client context that trusts the test CA, as tlschat's own clients build it."""
+    return tls.client_context(cafile=cert_files.ca)
+
+
+@pytest.fixture
+def server_config(tmp_path: Path, cert_files: CertFiles) -> ServerConfig:
+    return ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        cert=cert_files.cert,
+        key=cert_files.key,
+        data_dir=tmp_path / "data",
+        **GENEROUS,  # type: ignore[arg-type]
+    )
+
+
+ServerFactory = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+async def start_server(server_config: ServerConfig) -> AsyncIterator[ServerFactory]:
+    """`await start_server(**overrides)` starts a real server; every one is closed at teardown."""
+    from tlschat.server.daemon import ChatServer
+
+    started: list[ChatServer] = []
+
+    async def factory(**overrides: Any) -> ChatServer:
+        config = dataclasses.replace(server_config, **overrides)
+        server = ChatServer(config)
+        await server.start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in reversed(started):
+        await server.close()
+
+
+@pytest.fixture
+async def server(start_server: ServerFactory) -> Any:
+    """A running server with the test limits."""
+    return await start_server()
+
+
+@pytest.fixture
+async def connect(server: Any, client_ctx: ssl.SSLContext) -> AsyncIterator[Callable[..., Awaitable[Wire]]]:
+    """`await connect()` opens a raw TLS connection; `await connect("alice")` also logs in."""
+    opened: list[Wire] = []
+
+    async def factory(nick: str | None = None, password: str | None = None, **extra: Any) -> Wire:
+        wire = await Wire.open(server.port, client_ctx)
+        opened.append(wire)
+        if nick is not None:
+            welcome = await wire.hello(nick, password, **extra)
+            assert welcome["type"] == "welcome", welcome
+            wire.welcome = welcome  # type: ignore[attr-defined]
+        return wire
+
+    yield factory
+    for wire in opened:
+        await wire.close()
