@@ -97,7 +97,7 @@ class ChatServer:
             asyncio.create_task(self._every(FLUSH_INTERVAL, self.router.flush_marks)),
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.router.expire_invitations)),
         ]
-        log.info("listening on %s:%d", cfg.host, self.port)
+        log.info("accepting connections on %s:%d", cfg.host, self.port)
 
     def _plug_files(self) -> None:
         """Attach the file service (PROTOCOL.md "Files and images") when it is available."""
