@@ -109,7 +109,7 @@ class Wire:
         assert not self.backlog, f"unexpected frames {self.backlog}"
         try:
             frame = await self._read_frame(seconds)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return
         raise AssertionError(f"unexpected frame {frame}")
 
@@ -122,12 +122,12 @@ class Wire:
                     return True
         except (ConnectionError, ssl.SSLError):
             return True
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return False
 
     async def close(self) -> None:
         self.writer.close()
         try:
             await asyncio.wait_for(self.writer.wait_closed(), 2)
-        except (Exception, asyncio.TimeoutError):
+        except (TimeoutError, Exception):
             pass

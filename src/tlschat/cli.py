@@ -38,6 +38,8 @@ def parse_hostport(value: str, default_port: int = 7700) -> tuple[str, int]:
     if not host:
         raise click.BadParameter(f"{value!r}: missing host")
     if port_text == "":
+        if text.endswith(":"):
+            raise click.BadParameter(f"{value!r}: missing port after ':'")
         return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise click.BadParameter(f"{value!r}: port must be a number from 1 to 65535")

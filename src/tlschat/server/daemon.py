@@ -67,7 +67,8 @@ class ChatServer:
             from tlschat import certs
 
             cert, key = await asyncio.to_thread(certs.ensure_server_cert, self.data_dir, cfg.name)
-        assert cert is not None and key is not None
+        assert cert is not None
+        assert key is not None
         self.cert_path = cert
         self.ssl_context = tls.server_context(
             cert, key, tls_min=cfg.tls_min, client_ca=cfg.client_ca, keylog=cfg.keylog

@@ -1,0 +1,421 @@
+"""`tlschat send` and `tlschat tail` as subprocesses against a real server over real TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.wire import timeout
+
+from tlschat.client import Backoff, ChatClient, ConnectionState, Event, StateChanged
+from tlschat.protocol import Message, Presence
+
+HOST = "127.0.0.1"
+PASSWORD = "hunter2 hunter2"
+
+
+class Collector:
+    """Reads a client's events() in the background."""
+
+    def __init__(self, client: ChatClient) -> None:
+        self.items: list[Event] = []
+        self._new = asyncio.Event()
+        self.task = asyncio.create_task(self._run(client))
+
+    async def _run(self, client: ChatClient) -> None:
+        async for event in client.events():
+            self.items.append(event)
+            self._new.set()
+
+    async def wait_for(
+        self, predicate: Callable[[Event], bool], seconds: float = 10, start: int = 0
+    ) -> Event:
+        return self.items[await self.index(predicate, seconds, start)]
+
+    async def index(
+        self, predicate: Callable[[Event], bool], seconds: float = 10, start: int = 0
+    ) -> int:
+        """The index of the first matching event from `start` on."""
+        index = start
+        async with asyncio.timeout(timeout(seconds)):
+            while True:
+                while index < len(self.items):
+                    if predicate(self.items[index]):
+                        return index
+                    index += 1
+                self._new.clear()
+                await self._new.wait()
+
+    async def online(self, nick: str) -> None:
+        await self.wait_for(lambda e: isinstance(e, Presence) and e.nick == nick and e.online)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The subprocesses' environment: a private config dir (known_hosts), never the user's."""
+    values = dict(os.environ)
+    values["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    values["HOME"] = str(tmp_path / "home")
+    values.pop("SSLKEYLOGFILE", None)
+    return values
+
+
+@pytest.fixture
+async def chat(server: Any, client_ctx: ssl.SSLContext) -> AsyncIterator[Callable[..., Any]]:
+    """`await chat("bob")`: a logged-in ChatClient and its event collector."""
+    made: list[ChatClient] = []
+
+    async def factory(nick: str, **options: Any) -> tuple[ChatClient, Collector]:
+        client = ChatClient(
+            HOST,
+            server.port,
+            nick,
+            ssl_context=client_ctx,
+            backoff=Backoff(base=0.05, cap=0.2),
+            **options,
+        )
+        made.append(client)
+        async with asyncio.timeout(timeout(15)):
+            await client.connect()
+        return client, Collector(client)
+
+    yield factory
+    for client in made:
+        await client.close()
+
+
+async def tlschat(
+    *args: str, env: dict[str, str], stdin: bytes | None = None, seconds: float = 30
+) -> tuple[int, str, str]:
+    """Run `tlschat ARGS...` to completion; (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tlschat",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        async with asyncio.timeout(timeout(seconds)):
+            out, err = await proc.communicate(stdin or b"")
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def assert_one_clean_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("tlschat: "), stderr
+    return lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# --- send ---------------------------------------------------------------------------------------
+
+
+async def test_send_delivers_quietly(
+    server: Any, cert_files: Any, chat: Any, env: dict[str, str]
+) -> None:
+    _bob, bob_events = await chat("bob")
+    code, out, err = await tlschat(
+        "send", f"{HOST}:{server.port}", "alice", "--to", "@bob", "--cafile", str(cert_files.ca),
+        "hello", "bob", env=env,
+    )  # fmt: skip
+    assert (code, out, err) == (0, "", "")
+    message = await bob_events.wait_for(lambda e: isinstance(e, Message))
+    assert isinstance(message, Message)
+    assert (message.from_, message.to, message.text) == ("alice", "@bob", "hello bob")
+
+
+async def test_send_reads_standard_input(
+    server: Any, cert_files: Any, chat: Any, env: dict[str, str]
+) -> None:
+    _bob, bob_events = await chat("bob")
+    code, _, err = await tlschat(
+        "send", f"{HOST}:{server.port}", "alice", "--to", "@bob", "--cafile", str(cert_files.ca),
+        env=env, stdin=b"line one\nline two\n",
+    )  # fmt: skip
+    assert code == 0, err
+    message = await bob_events.wait_for(lambda e: isinstance(e, Message))
+    assert isinstance(message, Message)
+    assert message.text == "line one\nline two"
+
+
+async def test_send_error_is_one_line_with_the_code(
+    server: Any, cert_files: Any, env: dict[str, str]
+) -> None:
+    code, out, err = await tlschat(
+        "send", f"{HOST}:{server.port}", "alice", "--to", "@nobody", "--cafile",
+        str(cert_files.ca), "hi", env=env,
+    )  # fmt: skip
+    assert code == 1
+    assert out == ""
+    assert assert_one_clean_line(err).startswith("tlschat: no_such_user: ")
+
+
+async def test_send_with_password_env(
+    server: Any, cert_files: Any, chat: Any, env: dict[str, str]
+) -> None:
+    registered, _ = await chat("carol", password=PASSWORD)
+    await registered.close()
+    _bob, bob_events = await chat("bob")
+    args = [
+        "send",
+        f"{HOST}:{server.port}",
+        "Carol",
+        "--to",
+        "@bob",
+        "--cafile",
+        str(cert_files.ca),
+    ]
+    code, _, err = await tlschat(
+        *args, "--password-env", "CAROL_PW", "signed", env={**env, "CAROL_PW": PASSWORD}
+    )
+    assert code == 0, err
+    message = await bob_events.wait_for(lambda e: isinstance(e, Message))
+    assert isinstance(message, Message)
+    assert message.from_ == "carol"
+
+    code, _, err = await tlschat(
+        *args, "--password-env", "CAROL_PW", "nope", env={**env, "CAROL_PW": "wrong"}
+    )
+    assert code == 1
+    assert assert_one_clean_line(err).startswith("tlschat: auth_failed: ")
+
+    code, _, err = await tlschat(*args, "no password", env=env)
+    assert code == 1
+    assert assert_one_clean_line(err).startswith("tlschat: auth_required: ")
+
+
+async def test_send_to_unreachable_server(cert_files: Any, env: dict[str, str]) -> None:
+    code, out, err = await tlschat(
+        "send", f"{HOST}:{free_port()}", "alice", "--to", "@bob", "--cafile", str(cert_files.ca),
+        "hi", env=env,
+    )  # fmt: skip
+    assert code != 0
+    assert out == ""
+    line = assert_one_clean_line(err)
+    assert "cannot connect" in line
+
+
+@pytest.mark.parametrize("address", ["host:abc", "host:99999", "host:port:extra", "[::1", ":7700"])
+async def test_send_bad_host_port(address: str, env: dict[str, str]) -> None:
+    code, out, err = await tlschat("send", address, "alice", "--to", "@bob", "hi", env=env)
+    assert code != 0
+    assert out == ""
+    assert_one_clean_line(err)
+
+
+async def test_send_bad_address(server: Any, cert_files: Any, env: dict[str, str]) -> None:
+    code, _, err = await tlschat(
+        "send", f"{HOST}:{server.port}", "alice", "--to", "bob", "--cafile", str(cert_files.ca),
+        "hi", env=env,
+    )  # fmt: skip
+    assert code == 1
+    assert "--to" in assert_one_clean_line(err)
+
+
+async def test_send_untrusted_certificate(server: Any, env: dict[str, str]) -> None:
+    # No --cafile: the test CA is in no system store, and headless commands never ask.
+    code, out, err = await tlschat(
+        "send", f"{HOST}:{server.port}", "alice", "--to", "@bob", "hi", env=env
+    )
+    assert code == 1
+    assert out == ""
+    line = assert_one_clean_line(err)
+    assert line == (
+        f"tlschat: server certificate is not trusted (fingerprint {server.fingerprint}); "
+        "use --cafile or connect once with `tlschat tui` to trust it"
+    )
+    assert not (Path(env["XDG_CONFIG_HOME"]) / "tlschat" / "known_hosts").exists()
+
+
+async def test_send_trusts_a_pinned_certificate(
+    server: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    known = Path(env["XDG_CONFIG_HOME"]) / "tlschat" / "known_hosts"
+    known.parent.mkdir(parents=True)
+    known.write_text(f"{HOST}:{server.port} SHA256:{server.fingerprint}\n")
+    code, _, err = await tlschat(
+        "send", f"{HOST}:{server.port}", "alice", "--to", "@alice", "note", env=env
+    )
+    assert code == 0, err
+
+
+# --- tail ---------------------------------------------------------------------------------------
+
+
+class Tail:
+    """A running `tlschat tail`."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, *args: str, env: dict[str, str]) -> Tail:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tlschat",
+            "tail",
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        return cls(proc)
+
+    async def line(self, seconds: float = 10) -> str:
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(timeout(seconds)):
+            raw = await self.proc.stdout.readline()
+        assert raw, "tail ended"
+        return raw.decode().rstrip("\n")
+
+    async def interrupt(self) -> tuple[int, str]:
+        """Ctrl-C; the exit code and everything it wrote on stderr."""
+        self.proc.send_signal(signal.SIGINT)
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(timeout(10)):
+            err = await self.proc.stderr.read()
+            code = await self.proc.wait()
+        return code, err.decode()
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
+@pytest.fixture
+async def tails() -> AsyncIterator[list[Tail]]:
+    started: list[Tail] = []
+    yield started
+    for tail in started:
+        tail.kill()
+        await tail.proc.wait()
+
+
+async def test_tail_json_prints_messages(
+    server: Any, cert_files: Any, chat: Any, env: dict[str, str], tails: list[Tail]
+) -> None:
+    bob, bob_events = await chat("bob")
+    tail = await Tail.start(
+        f"{HOST}:{server.port}", "alice", "--json", "--cafile", str(cert_files.ca), env=env
+    )
+    tails.append(tail)
+    await bob_events.online("alice")
+    sent = await bob.send_message("@alice", 'hi "alice" <b>not bold</b>')
+    frame = json.loads(await tail.line())
+    assert frame == {
+        "type": "message",
+        "id": sent.id,
+        "ts": sent.ts,
+        "from": "bob",
+        "to": "@alice",
+        "text": 'hi "alice" <b>not bold</b>',
+    }
+    code, err = await tail.interrupt()
+    assert code == 0
+    assert "Traceback" not in err
+    assert err == ""
+
+
+async def test_tail_with_filters_one_conversation(
+    server: Any, cert_files: Any, chat: Any, env: dict[str, str], tails: list[Tail]
+) -> None:
+    bob, bob_events = await chat("bob")
+    carol, _ = await chat("carol")
+    tail = await Tail.start(
+        f"{HOST}:{server.port}", "alice", "--with", "@Carol", "--cafile", str(cert_files.ca),
+        env=env,
+    )  # fmt: skip
+    tails.append(tail)
+    await bob_events.online("alice")
+    await bob.send_message("@alice", "from bob: filtered out")
+    await carol.send_message("@bob", "carol to bob: filtered out")
+    await carol.send_message("@alice", "carol to alice")
+    line = await tail.line()
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] carol -> @alice: carol to alice", line), line
+    code, _ = await tail.interrupt()
+    assert code == 0
+
+
+async def test_tail_reconnects_after_a_restart(
+    server: Any,
+    start_server: Any,
+    cert_files: Any,
+    chat: Any,
+    env: dict[str, str],
+    tails: list[Tail],
+) -> None:
+    registered, _ = await chat("alice", password=PASSWORD)
+    await registered.close()
+    bob, bob_events = await chat("bob", password=PASSWORD)
+    tail = await Tail.start(
+        f"{HOST}:{server.port}", "alice", "--json", "--password-env", "ALICE_PW", "--cafile",
+        str(cert_files.ca), env={**env, "ALICE_PW": PASSWORD},
+    )  # fmt: skip
+    tails.append(tail)
+    await bob_events.online("alice")
+    first = await bob.send_message("@alice", "before")
+    assert json.loads(await tail.line())["id"] == first.id
+
+    port = server.port
+    await server.close()
+    await start_server(port=port)
+    lost = await bob_events.index(
+        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.RECONNECTING
+    )
+    await bob_events.index(
+        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.CONNECTED,
+        start=lost,
+    )
+    second = await bob.send_message("@alice", "after")  # stored if alice is not back yet
+    assert json.loads(await tail.line(seconds=20))["id"] == second.id
+    code, err = await tail.interrupt()
+    assert code == 0
+    assert "Traceback" not in err
+    assert "reconnect" in err  # it told the user on stderr, stdout stays clean
+
+
+async def test_tail_untrusted_certificate(server: Any, env: dict[str, str]) -> None:
+    tail = await Tail.start(f"{HOST}:{server.port}", "alice", env=env)
+    async with asyncio.timeout(timeout(20)):
+        _, err = await tail.proc.communicate()
+    assert tail.proc.returncode == 1
+    assert "not trusted" in assert_one_clean_line(err.decode())
+
+
+async def test_tail_unreachable_server(cert_files: Any, env: dict[str, str]) -> None:
+    tail = await Tail.start(
+        f"{HOST}:{free_port()}", "alice", "--cafile", str(cert_files.ca), env=env
+    )
+    async with asyncio.timeout(timeout(20)):
+        _, err = await tail.proc.communicate()
+    assert tail.proc.returncode == 1
+    assert "cannot connect" in assert_one_clean_line(err.decode())
