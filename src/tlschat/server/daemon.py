@@ -8,6 +8,7 @@ import logging
 import signal
 import ssl
 import sys
+from asyncio import sslproto
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +23,11 @@ from tlschat.server.router import Router
 from tlschat.server.store import Store
 
 log = logging.getLogger("tlschat.server")
+
+# asyncio's TLS transport gives every connection a 256 KiB receive buffer (CPython's
+# sslproto.SSLProtocol.max_size), most of the daemon's memory per connection. A TLS record is at
+# most ~16 KiB, so 32 KiB still takes two per read; measured by benchmarks/fanout.py.
+TLS_READ_BUFFER = 32 * 1024
 
 FLUSH_INTERVAL = 2.0
 HOUSEKEEPING_INTERVAL = 3600.0
@@ -56,6 +62,8 @@ class ChatServer:
 
     async def start(self) -> None:
         cfg = self.config
+        if getattr(sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER:
+            sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
         try:
             await asyncio.to_thread(self.data_dir.mkdir, parents=True, exist_ok=True)
         except OSError as exc:
