@@ -89,7 +89,6 @@ class ChatServer:
         last_id = await self.store.max_message_id()
         await self._load_rooms()
         self.router = Router(cfg, self.store, self.registry, last_id)
-        self._plug_files()
         try:
             self._listener = await asyncio.start_server(
                 self._accept, cfg.host, cfg.port, backlog=min(cfg.max_conns, 4096)
@@ -102,6 +101,7 @@ class ChatServer:
                 f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
             ) from None
         self.port = self._listener.sockets[0].getsockname()[1]
+        self._plug_files()  # only once startup can no longer fail: it starts its own cleanup
         self._background = [
             asyncio.create_task(self._every(FLUSH_INTERVAL, self.router.flush_marks)),
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.router.expire_invitations)),
