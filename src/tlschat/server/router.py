@@ -236,19 +236,20 @@ class Router:
                     raise RequestError(ErrorCode.NICK_TAKEN, f"{nick} was registered just now")
                 log.info("registered %s", nick)
                 user = User(nick=nick, registered=True, last_delivered=self.last_id)
+        partners = await self._dm_partners(user) if user.registered else {}
         # Awaits above let others in: check again before taking the nick.
         online = self.registry.online(key)
         if online is not None and not (online.registered and user.registered):
             raise RequestError(ErrorCode.NICK_TAKEN, f"{nick} is online")
         if session.closing:
             return
+        # From attach to the welcome being queued there is no await: no event can overtake it.
         user, first = self.registry.attach(user, session)
         session.logged_in(user)
+        session.send(self._welcome(user, partners).model_copy(update={"ref": f.ref}))
         session.begin_replay()
         last = 0
         try:
-            welcome = await self._welcome(user)
-            session.send(welcome.model_copy(update={"ref": f.ref}))
             if first:
                 self.broadcast(Presence(nick=user.nick, online=True), self.everyone())
             if user.registered:  # a guest gets no offline delivery
@@ -268,7 +269,7 @@ class Router:
             await session.deliver_paced(encode(message), message.id)
         return frames[-1].id if frames else 0
 
-    async def _welcome(self, user: User) -> Welcome:
+    def _welcome(self, user: User, partners: dict[str, str]) -> Welcome:
         now = time.time()
         rooms = self.registry.rooms_of(user.key)
         invites = self.registry.invitations_for(user.key, now, self.config.invite_ttl)
@@ -276,26 +277,29 @@ class Router:
             nick=user.nick,
             server=f"tlschat/{__version__}",
             limits=self.limits,
-            users=tuple(await self._visible_users(user)),
+            users=tuple(self._visible_users(user, partners)),
             rooms=tuple(self._room_info(room) for room in rooms),
             public_rooms=tuple(self._public_info()),
             invites=tuple(InviteInfo(room=room.name, by=inv.by) for room, inv in invites),
             last_id=self.last_id,
         )
 
-    async def _visible_users(self, user: User) -> list[UserInfo]:
+    async def _dm_partners(self, user: User) -> dict[str, str]:
+        """nick key -> nick of the accounts `user` has a direct conversation with."""
+        identities = await self.store.dm_partners(user.identity)
+        # Guest identities start with "~": a guest's conversations end with its login.
+        return await self.store.registered_nicks(i for i in identities if not i.startswith("~"))
+
+    def _visible_users(self, user: User, partners: dict[str, str]) -> list[UserInfo]:
         """Every online user and every user who shares a conversation with `user`."""
         seen: dict[str, UserInfo] = {}
         for other in self.registry.users.values():
             seen[other.key] = UserInfo(nick=other.nick, online=True)
-        offline: set[str] = set()
         for room in self.registry.rooms_of(user.key):
-            offline.update(k for k in room.members if k not in seen)
-        for identity in await self.store.dm_partners(user.identity):
-            if not identity.startswith("~") and identity not in seen:
-                offline.add(identity)
-        for key, nick in (await self.store.registered_nicks(offline)).items():
-            seen[key] = UserInfo(nick=nick, online=False)
+            for key, nick in room.members.items():
+                seen.setdefault(key, UserInfo(nick=nick, online=False))
+        for key, nick in partners.items():
+            seen.setdefault(key, UserInfo(nick=nick, online=False))
         return sorted(seen.values(), key=lambda info: name_key(info.nick))
 
     def _room_info(self, room: Room) -> RoomInfo:
@@ -390,7 +394,8 @@ class Router:
             )
             self.last_id = msg_id
             if meta is not None and f.file is not None:
-                identities = [u.identity for u in map(self.registry.online, recipients) if u]
+                # Every recipient, offline registered members too (their identity is their key).
+                identities = [u.identity if (u := self.registry.online(k)) else k for k in recipients]
                 if dm is not None:
                     identities.extend(dm)
                 await self.files.grant(f.file, identities)
@@ -642,7 +647,8 @@ class Router:
     async def users(self, session: Session, f: Any) -> None:
         user = session.user
         assert user is not None
-        session.send(Users(ref=f.ref, users=tuple(await self._visible_users(user))))
+        partners = await self._dm_partners(user)
+        session.send(Users(ref=f.ref, users=tuple(self._visible_users(user, partners))))
 
     async def _files(self, session: Session, f: Any) -> None:
         await self.files.handle(session, f)

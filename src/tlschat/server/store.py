@@ -60,6 +60,31 @@ MIGRATIONS: list[str] = [
     CREATE INDEX messages_dm_b ON messages(dm_b, id) WHERE dm_b IS NOT NULL;
     CREATE INDEX messages_room ON messages(room_key, id) WHERE room_key IS NOT NULL;
     """,
+    # 2: files (PROTOCOL.md "Files and images"). A blob is stored content once per SHA-256
+    # (DATA/files/ab/cdef...); each upload is a file row with its own random id and display
+    # name; file_access lists who received a message carrying it (the uploader is in files).
+    """
+    CREATE TABLE blobs (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mime TEXT NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        created REAL NOT NULL
+    );
+    CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL REFERENCES blobs(sha256),
+        name TEXT NOT NULL,
+        uploader TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE file_access (
+        file_id TEXT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        identity TEXT NOT NULL,
+        PRIMARY KEY (file_id, identity)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
@@ -104,6 +129,35 @@ def _message(row: Any) -> StoredMessage:
 
 
 _MESSAGE_COLUMNS = "id, ts, sender, to_addr, text, file_id, room_key"
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """Stored content, once per SHA-256, with what its bytes are."""
+
+    sha256: str
+    size: int
+    mime: str
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One upload: its own id and display name over a blob."""
+
+    id: str
+    name: str
+    uploader: str
+    """The uploader's identity (registry `User.identity`)."""
+    sha256: str
+    size: int
+    mime: str
+    width: int | None
+    height: int | None
+
+
+_FILE_COLUMNS = "id, name, uploader, sha256, size, mime, width, height"
 
 
 class Store:
@@ -356,3 +410,65 @@ class Store:
             list(ids),
         ) as cur:
             return {row[0]: row[1] for row in await cur.fetchall()}
+
+    # --- files (PROTOCOL.md "Files and images"; used by server/files.py) -----------------------
+
+    async def file_blob(self, sha256: str) -> StoredBlob | None:
+        """What is known of stored content with this hash, or None."""
+        async with self.db.execute(
+            "SELECT sha256, size, mime, width, height FROM blobs WHERE sha256 = ?", (sha256,)
+        ) as cur:
+            row = await cur.fetchone()
+        return StoredBlob(*row) if row else None
+
+    async def add_blob(self, blob: StoredBlob) -> None:
+        await self.db.execute(
+            "INSERT OR IGNORE INTO blobs (sha256, size, mime, width, height, created)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (blob.sha256, blob.size, blob.mime, blob.width, blob.height, time.time()),
+        )
+
+    async def blob_hashes(self) -> set[str]:
+        async with self.db.execute("SELECT sha256 FROM blobs") as cur:
+            return {row[0] for row in await cur.fetchall()}
+
+    async def add_file(self, file_id: str, sha256: str, name: str, uploader: str) -> None:
+        await self.db.execute(
+            "INSERT INTO files (id, sha256, name, uploader, created) VALUES (?, ?, ?, ?, ?)",
+            (file_id, sha256, name, uploader, time.time()),
+        )
+
+    async def files(self, file_ids: Iterable[str]) -> dict[str, StoredFile]:
+        """The files with these ids (unknown ids are left out)."""
+        ids = list(file_ids)
+        found: dict[str, StoredFile] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            async with self.db.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files JOIN blobs USING (sha256)"
+                f" WHERE id IN ({marks})",
+                part,
+            ) as cur:
+                for row in await cur.fetchall():
+                    found[row[0]] = StoredFile(*row)
+        return found
+
+    async def file_for(self, file_id: str, identity: str) -> StoredFile | None:
+        """The file, if `identity` uploaded it or received a message carrying it; else None."""
+        async with self.db.execute(
+            f"SELECT {_FILE_COLUMNS} FROM files JOIN blobs USING (sha256) WHERE id = ?"
+            " AND (uploader = ? OR EXISTS"
+            " (SELECT 1 FROM file_access WHERE file_id = ? AND identity = ?))",
+            (file_id, identity, file_id, identity),
+        ) as cur:
+            row = await cur.fetchone()
+        return StoredFile(*row) if row else None
+
+    async def grant_file(self, file_id: str, identities: Iterable[str]) -> None:
+        """Let these identities download the file (they received a message carrying it)."""
+        await self.db.executemany(
+            "INSERT OR IGNORE INTO file_access (file_id, identity)"
+            " SELECT ?, ? WHERE EXISTS (SELECT 1 FROM files WHERE id = ?)",
+            [(file_id, identity, file_id) for identity in dict.fromkeys(identities)],
+        )

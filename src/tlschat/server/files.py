@@ -1,0 +1,574 @@
+"""PROTOCOL.md "Files and images": streamed uploads, content-addressed storage, paced downloads."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import re
+import secrets
+import shutil
+import unicodedata
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+
+from tlschat.protocol import (
+    Chunk,
+    Download,
+    ErrorCode,
+    FileData,
+    FileMeta,
+    Upload,
+    Uploaded,
+    UploadReady,
+    encode,
+)
+from tlschat.server import imaging
+from tlschat.server.connection import RequestError, Session
+from tlschat.server.ratelimit import TokenBucket
+from tlschat.server.store import StoredBlob, StoredFile
+
+if TYPE_CHECKING:
+    from tlschat.config import ServerConfig
+    from tlschat.server.registry import User
+    from tlschat.server.router import Router
+    from tlschat.server.store import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_DOWNLOADS = 4
+"""Downloads one connection may run at once (each holds a task and reads a file)."""
+
+DECODES_AT_ONCE = 2
+"""Images decoded at once: a decode may take a few hundred MB, so bound them server-wide."""
+
+FILE_ID_MAX = 64
+RETRY_PENDING_MS = 1000
+"""`retry_after_ms` for a third pending upload or a fifth download: we cannot know better."""
+
+_SEPARATORS = re.compile(r"[/\\]")
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Format characters that reorder text: `evil\u202egnp.exe` would show as `evilexe.png`."""
+
+
+def display_name(raw: str) -> str:
+    """The name shown for an upload: the last component of `raw`, which is only ever displayed.
+
+    Raise RequestError(`bad_request`) for control characters or a name that is no file name.
+    """
+    if any(unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS for c in raw):
+        raise RequestError(
+            ErrorCode.BAD_REQUEST, "member 'name': control characters are not allowed"
+        )
+    # Names never reach the file system here, but a client may save a download under it:
+    # give it no directories to climb.
+    parts = [part.strip() for part in _SEPARATORS.split(raw)]
+    name = next((part for part in reversed(parts) if part), "")
+    if name in {"", ".", ".."}:
+        raise RequestError(ErrorCode.BAD_REQUEST, "member 'name': not a file name")
+    return name
+
+
+def file_meta(row: StoredFile) -> FileMeta:
+    return FileMeta(
+        id=row.id, name=row.name, size=row.size, mime=row.mime, sha256=row.sha256,
+        width=row.width, height=row.height,
+    )  # fmt: skip
+
+
+# --- blocking helpers (run in a worker thread) --------------------------------------------------
+
+
+def _create(path: Path) -> BinaryIO:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _append(fh: BinaryIO, digest: Any, data: bytes) -> None:
+    fh.write(data)
+    digest.update(data)
+
+
+def _seal(fh: BinaryIO) -> None:
+    """Flush to the disk, then close: the blob must be durable before the database names it."""
+    try:
+        fh.flush()
+        os.fsync(fh.fileno())
+    finally:
+        fh.close()
+
+
+def _place(temp: Path, blob: Path) -> None:
+    """Move the upload into its content address; if that content is there already, keep one copy."""
+    blob.parent.mkdir(mode=0o700, exist_ok=True)
+    if blob.exists():
+        temp.unlink()
+    else:
+        os.replace(temp, blob)
+
+
+def _drop(fh: BinaryIO | None, temp: Path) -> None:
+    if fh is not None:
+        fh.close()
+    temp.unlink(missing_ok=True)
+
+
+def _read_b64(path: Path, offset: int, count: int) -> tuple[int, str]:
+    """(bytes read, their base64) from `offset`; fewer bytes only at the end of the file."""
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        data = fh.read(count)
+    return len(data), base64.b64encode(data).decode("ascii")
+
+
+def _sweep(root: Path, temp_dir: Path, known: set[str]) -> int:
+    """Remove what a crash left behind: partial uploads, and blobs the database never recorded."""
+    removed = 0
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if temp_dir.exists():
+        for entry in temp_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+    temp_dir.mkdir(mode=0o700, exist_ok=True)
+    for folder in root.iterdir():
+        if len(folder.name) != 2 or folder == temp_dir or not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if folder.name + entry.name not in known and entry.is_file():
+                entry.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+# --- the service ----------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Upload:
+    """One upload between `upload_ready` and `uploaded`, bound to the session that began it."""
+
+    id: str
+    session: Session
+    owner: str
+    """The uploader's `User.key`: pending uploads and the byte rate are counted per user."""
+    identity: str
+    """The uploader's `User.identity`, recorded as the file's uploader (download rights)."""
+    name: str
+    size: int
+    sha256: str
+    ref: str | None
+    temp: Path
+    last_active: float
+    file: BinaryIO | None = None
+    digest: Any = field(default_factory=hashlib.sha256)
+    received: int = 0
+    next_seq: int = 0
+    refused_seq: int | None = None
+    """The chunk last refused for the byte rate: later pipelined chunks are refused too."""
+    finishing: bool = False
+    discarded: bool = False
+    timer: asyncio.TimerHandle | None = None
+    busy: asyncio.Future[Any] | None = None
+    """The blocking call in flight on this upload's file, if any."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a thread. If the caller is cancelled the call still completes, and
+        `settle()` waits for it, so the file is never closed under a running write."""
+        if self.discarded:
+            raise RequestError(ErrorCode.BAD_REQUEST, "the upload was discarded")
+        future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self.busy = future
+        result: T = await asyncio.shield(future)
+        return result
+
+    async def settle(self) -> None:
+        if self.busy is not None and not self.busy.done():
+            await asyncio.wait({self.busy})
+
+
+class FileStore:
+    """The router's file service (`FileService`): uploads, storage, access and downloads.
+
+    Layout under the data directory: `files/ab/cdef...` holds the content whose SHA-256 is
+    `abcdef...` (stored once however often it is uploaded); `files/tmp/` holds uploads in progress,
+    emptied at every start. The database holds each upload (a random file id, the display name,
+    the uploader) and who may download it: the uploader and every recipient of a message carrying
+    it. File names are display names only: no path is ever built from one.
+    """
+
+    def __init__(self, config: ServerConfig, data_dir: Path, store: Store, router: Router) -> None:
+        self.config = config
+        self.store = store
+        self.router = router
+        self.root = data_dir / "files"
+        self.temp_dir = self.root / "tmp"
+        self._loop = asyncio.get_running_loop()
+        self._uploads: dict[str, _Upload] = {}
+        self._pending: dict[str, set[_Upload]] = {}
+        """User key -> its uploads in progress (PROTOCOL.md: 2 per user)."""
+        self._buckets: dict[str, TokenBucket] = {}
+        """User key -> chunk bytes allowance (PROTOCOL.md: 4 MiB/s per user)."""
+        self._buckets_pruned_at = 0
+        self._downloads: dict[Session, set[asyncio.Task[None]]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._decodes = asyncio.Semaphore(DECODES_AT_ONCE)
+        self._ready = self._spawn(self._recover())
+        """Crash leftovers are swept before the first upload or download is served."""
+
+    # --- the FileService interface --------------------------------------------------------------
+
+    async def handle(self, session: Session, frame: Any) -> None:
+        """Serve an `upload`, `chunk` or `download` frame; replies are queued on `session`."""
+        await asyncio.shield(self._ready)
+        if isinstance(frame, Upload):
+            await self._begin(session, frame)
+        elif isinstance(frame, Chunk):
+            await self._chunk(session, frame)
+        elif isinstance(frame, Download):
+            await self._download(session, frame)
+        else:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"not a file request: {frame.type}")
+
+    async def meta_for_send(self, user: User, file_id: str) -> FileMeta:
+        row = await self._file_for(user, file_id)
+        return file_meta(row)
+
+    async def metas(self, file_ids: Iterable[str]) -> dict[str, FileMeta]:
+        rows = await self.store.files(file_ids)
+        return {file_id: file_meta(row) for file_id, row in rows.items()}
+
+    async def grant(self, file_id: str, identities: Iterable[str]) -> None:
+        await self.store.grant_file(file_id, identities)
+
+    def session_ended(self, session: Session) -> None:
+        """The connection is gone: stop its downloads, discard its unfinished uploads."""
+        for task in self._downloads.pop(session, set()):
+            task.cancel()
+        for upload in [u for u in self._uploads.values() if u.session is session]:
+            self._discard(upload, "disconnected")
+        user = session.user
+        if user is not None and len(user.sessions) <= 1:
+            self._prune_bucket(user.key)
+
+    # --- uploads --------------------------------------------------------------------------------
+
+    async def _begin(self, session: Session, f: Upload) -> None:
+        user = session.user
+        assert user is not None
+        name = display_name(f.name)
+        if f.size > self.config.max_upload:
+            raise RequestError(
+                ErrorCode.TOO_LARGE, f"files are limited to {self.config.max_upload} bytes"
+            )
+        pending = self._pending.setdefault(user.key, set())
+        if len(pending) >= self.config.max_pending_uploads:
+            raise RequestError(
+                ErrorCode.RATE_LIMITED,
+                f"{self.config.max_pending_uploads} uploads are in progress already",
+                retry_after_ms=RETRY_PENDING_MS,
+            )
+        upload_id = secrets.token_urlsafe(12)
+        upload = _Upload(
+            id=upload_id, session=session, owner=user.key, identity=user.identity, name=name,
+            size=f.size, sha256=f.sha256.lower(), ref=f.ref,
+            temp=self.temp_dir / f"{upload_id}.part", last_active=self._loop.time(),
+        )  # fmt: skip
+        # Counted before the first await, so that concurrent requests see it.
+        self._uploads[upload_id] = upload
+        pending.add(upload)
+        try:
+            upload.file = await upload.run(_create, upload.temp)
+        except OSError:
+            log.exception("cannot create %s", upload.temp)
+            self._discard(upload, "cannot create")
+            raise RequestError(ErrorCode.INTERNAL, "cannot store files now") from None
+        except BaseException:
+            self._discard(upload, "failed")
+            raise
+        upload.timer = self._loop.call_later(
+            self.config.upload_idle_timeout, self._idle_check, upload
+        )
+        session.send(UploadReady(ref=f.ref, upload=upload_id, chunk=self.config.chunk))
+        if f.size == 0:  # nothing to wait for
+            await self._finish(session, upload, f.ref)
+
+    async def _chunk(self, session: Session, f: Chunk) -> None:
+        upload = self._uploads.get(f.upload)
+        if upload is None or upload.session is not session:
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, "member 'upload': no such upload (done, failed or discarded)"
+            )
+        ref = f.ref if f.ref is not None else upload.ref
+        try:
+            await self._take_chunk(session, upload, f, ref)
+        except RequestError as exc:
+            # A chunk without a `ref` of its own is answered under the upload's, so that the
+            # client learns how its upload ended.
+            if f.ref is None and ref is not None:
+                session.send_error(exc.code, exc.message, ref, exc.retry_after_ms)
+                return
+            raise
+
+    async def _take_chunk(
+        self, session: Session, upload: _Upload, f: Chunk, ref: str | None
+    ) -> None:
+        if f.seq != upload.next_seq:
+            if upload.refused_seq == upload.next_seq and f.seq > upload.next_seq:
+                # Sent behind a chunk refused for the byte rate: refuse it too, the upload goes on.
+                raise self._slow_down(self._bucket_wait(upload))
+            self._discard(upload, "out of order")
+            raise RequestError(ErrorCode.BAD_REQUEST, f"member 'seq': expected {upload.next_seq}")
+        chunk = self.config.chunk
+        try:
+            if len(f.data) > 4 * (chunk // 3 + 1):
+                raise ValueError("too long")
+            data = base64.b64decode(f.data, validate=True)
+        except (ValueError, binascii.Error):
+            self._discard(upload, "bad data")
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, f"member 'data': base64 of 1 to {chunk} bytes"
+            ) from None
+        if not data or len(data) > chunk:
+            self._discard(upload, "bad chunk")
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, f"member 'data': base64 of 1 to {chunk} bytes"
+            )
+        if upload.received + len(data) > upload.size:
+            self._discard(upload, "too many bytes")
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, f"more than the {upload.size} bytes announced"
+            )
+        wait = self._bucket(upload.owner).take(len(data))
+        if wait:
+            upload.refused_seq = f.seq
+            raise self._slow_down(wait)
+        upload.refused_seq = None
+        upload.last_active = self._loop.time()
+        try:
+            await upload.run(_append, upload.file, upload.digest, data)
+        except OSError:
+            log.exception("cannot write %s", upload.temp)
+            self._discard(upload, "write failed")
+            raise RequestError(ErrorCode.INTERNAL, "cannot store the file") from None
+        except BaseException:
+            self._discard(upload, "failed")
+            raise
+        upload.received += len(data)
+        upload.next_seq += 1
+        if upload.received == upload.size:
+            await self._finish(session, upload, ref)
+
+    def _slow_down(self, seconds: float) -> RequestError:
+        """`rate_limited` for a chunk over the user's byte rate: nothing of it is kept; send
+        it again (same `seq`) after `retry_after_ms`."""
+        retry = max(1, int(seconds * 1000 + 0.999))
+        return RequestError(ErrorCode.RATE_LIMITED, "chunks over the upload byte rate", retry)
+
+    def _bucket_wait(self, upload: _Upload) -> float:
+        """Seconds until the next chunk (a full one, at most) would pass the byte rate."""
+        bucket = self._bucket(upload.owner)
+        bucket.take(0)  # brings `tokens` up to date
+        missing = min(self.config.chunk, upload.size - upload.received) - bucket.tokens
+        return max(0.001, missing / bucket.rate)
+
+    async def _finish(self, session: Session, upload: _Upload, ref: str | None) -> None:
+        """All bytes are in: check the hash, find out what the bytes are, store them once."""
+        upload.finishing = True
+        if upload.timer is not None:
+            upload.timer.cancel()
+        try:
+            file, upload.file = upload.file, None
+            await upload.run(_seal, file)
+            digest = upload.digest.hexdigest()
+            if digest != upload.sha256:
+                raise RequestError(
+                    ErrorCode.HASH_MISMATCH, "the bytes do not match member 'sha256'"
+                )
+            blob = await self.store.file_blob(digest)
+            if blob is None:
+                try:
+                    async with self._decodes:
+                        found = await upload.run(imaging.analyse, upload.temp)
+                except imaging.BadImage as exc:
+                    log.debug("upload %s is no image: %r", upload.id, exc.__cause__ or exc)
+                    raise RequestError(ErrorCode.BAD_FILE, str(exc)) from None
+                blob = StoredBlob(digest, upload.size, found.mime, found.width, found.height)
+            await upload.run(_place, upload.temp, self._blob_path(digest))
+            await self.store.add_blob(blob)
+            file_id = secrets.token_urlsafe(16)
+            await self.store.add_file(file_id, digest, upload.name, upload.identity)
+        except OSError:
+            log.exception("cannot store %s", upload.temp)
+            self._discard(upload, "store failed")
+            raise RequestError(ErrorCode.INTERNAL, "cannot store the file") from None
+        except BaseException:
+            self._discard(upload, "refused")
+            raise
+        self._forget(upload)
+        log.info("%s uploaded %s (%d bytes, %s)", upload.owner, file_id, blob.size, blob.mime)
+        row = StoredFile(
+            file_id,
+            upload.name,
+            upload.identity,
+            digest,
+            blob.size,
+            blob.mime,
+            blob.width,
+            blob.height,
+        )
+        session.send(Uploaded(ref=ref, file=file_meta(row)))
+
+    def _blob_path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:]
+
+    def _forget(self, upload: _Upload) -> None:
+        """No longer pending (done, or being discarded)."""
+        self._uploads.pop(upload.id, None)
+        pending = self._pending.get(upload.owner)
+        if pending is not None:
+            pending.discard(upload)
+            if not pending:
+                del self._pending[upload.owner]
+        if upload.timer is not None:
+            upload.timer.cancel()
+            upload.timer = None
+
+    def _discard(self, upload: _Upload, why: str) -> None:
+        """Forget the upload and remove its partial file (once any write in flight is done)."""
+        if upload.discarded:
+            return
+        upload.discarded = True
+        self._forget(upload)
+        log.info("upload %s of %s discarded: %s", upload.id, upload.owner, why)
+        self._spawn(self._remove(upload))
+
+    async def _remove(self, upload: _Upload) -> None:
+        await upload.settle()
+        file, upload.file = upload.file, None
+        try:
+            await asyncio.to_thread(_drop, file, upload.temp)
+        except OSError:
+            log.exception("cannot remove %s (the next start will)", upload.temp)
+
+    def _idle_check(self, upload: _Upload) -> None:
+        if upload.discarded or upload.finishing:
+            return
+        idle = self._loop.time() - upload.last_active
+        timeout = self.config.upload_idle_timeout
+        if idle >= timeout:
+            self._discard(upload, f"idle for {timeout:g} s")
+        else:
+            upload.timer = self._loop.call_later(timeout - idle, self._idle_check, upload)
+
+    def _bucket(self, key: str) -> TokenBucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= 2 * self._buckets_pruned_at + 64:
+                for other in list(self._buckets):
+                    self._prune_bucket(other)
+                self._buckets_pruned_at = len(self._buckets)
+            rate = self.config.upload_rate
+            bucket = self._buckets[key] = TokenBucket(rate, max(rate, self.config.chunk))
+        return bucket
+
+    def _prune_bucket(self, key: str) -> None:
+        """Forget a user's byte allowance once it is full again (a reconnect gains nothing)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None and key not in self._pending:
+            bucket.take(0)  # brings `tokens` up to date
+            if bucket.tokens >= bucket.burst:
+                del self._buckets[key]
+
+    # --- downloads ------------------------------------------------------------------------------
+
+    async def _file_for(self, user: User, file_id: str) -> StoredFile:
+        """The file if `user` may have it; `no_such_file` whether it is missing or forbidden,
+        so that a file's existence is never revealed to someone who may not have it."""
+        row = None
+        if len(file_id) <= FILE_ID_MAX:
+            row = await self.store.file_for(file_id, user.identity)
+        if row is None:
+            raise RequestError(ErrorCode.NO_SUCH_FILE, "no such file")
+        return row
+
+    async def _download(self, session: Session, f: Download) -> None:
+        user = session.user
+        assert user is not None
+        row = await self._file_for(user, f.file)
+        tasks = self._downloads.setdefault(session, set())
+        if len(tasks) >= MAX_DOWNLOADS:
+            raise RequestError(
+                ErrorCode.RATE_LIMITED,
+                f"{MAX_DOWNLOADS} downloads are in progress already",
+                retry_after_ms=RETRY_PENDING_MS,
+            )
+        if session.closing:
+            return
+        # Its own task: the connection's reader goes on serving chat while the file streams.
+        task = self._loop.create_task(self._stream(session, row, f.ref), name=f"download {row.id}")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _stream(self, session: Session, row: StoredFile, ref: str | None) -> None:
+        path = self._blob_path(row.sha256)
+        step = self.config.chunk
+        offset = seq = 0
+        try:
+            while not session.closing:
+                count, data = await asyncio.to_thread(
+                    _read_b64, path, offset, min(step, row.size - offset)
+                )
+                offset += count
+                if count == 0 and offset < row.size:
+                    raise OSError(f"{path} is shorter than {row.size} bytes")
+                last = offset >= row.size
+                frame = encode(FileData(ref=ref, file=row.id, seq=seq, data=data, last=last))
+                await self._pace(session, len(frame))
+                await session.deliver_paced(frame)
+                if last:
+                    return
+                seq += 1
+        except Exception:  # a task of its own: nobody else would hear of it
+            log.exception("download of %s failed", row.id)
+            session.send_error(ErrorCode.INTERNAL, "cannot read the file", ref)
+
+    async def _pace(self, session: Session, size: int) -> None:
+        """Wait until the outbox is at most half full with this frame in it.
+
+        `deliver_paced()` alone would fill the outbox to the brim, and the next chat message
+        would overflow it (`slow_consumer`): half of it stays free for everything else.
+        """
+        outbox = session.outbox
+        high = outbox.limit // 2
+        delay = 0.001
+        while not session.closing and outbox.size > 0 and outbox.size + size > high:
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 0.05)
+
+    # --- background -----------------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = self._loop.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _recover(self) -> None:
+        try:
+            known = await self.store.blob_hashes()
+            removed = await asyncio.to_thread(_sweep, self.root, self.temp_dir, known)
+        except Exception:
+            log.exception("cannot clean up %s", self.root)
+            return
+        if removed:
+            log.info("removed %d files left over by an earlier run", removed)

@@ -1,0 +1,66 @@
+"""Ordering guarantees under concurrency: welcome first, replay in id order, no duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+from tests.wire import Wire
+
+
+async def test_welcome_is_the_first_frame_under_concurrent_logins(
+    server: Any, client_ctx: ssl.SSLContext
+) -> None:
+    """Registered users logging in together: presence events of the others must never reach a
+    connection before its own `welcome`."""
+    first = await Wire.open(server.port, client_ctx)
+    await first.hello("seed", "pw")
+    for i in range(5):  # give "seed" DM partners, so the login has store work to do
+        await first.request({"type": "send", "to": "@seed", "text": f"note {i}"})
+
+    async def login(i: int) -> dict[str, Any]:
+        wire = await Wire.open(server.port, client_ctx)
+        hello: dict[str, Any] = {"type": "hello", "v": 1, "nick": f"u{i}", "ref": "h"}
+        if i % 10 == 0:
+            hello["password"] = "pw"
+        await wire.send(hello)
+        frame = await wire.recv(15)
+        await asyncio.sleep(0.5)  # stay online while the others log in
+        await wire.close()
+        return frame
+
+    firsts = await asyncio.gather(*(login(i) for i in range(100)))
+    assert [f["type"] for f in firsts] == ["welcome"] * 100
+    await first.close()
+
+
+async def test_live_messages_during_replay_arrive_after_it_in_id_order(
+    server: Any, client_ctx: ssl.SSLContext
+) -> None:
+    """While bob's replay of 300 offline messages is being sent, alice keeps sending: bob sees
+    every id once, strictly increasing."""
+    alice = await Wire.open(server.port, client_ctx)
+    await alice.hello("alice", "pw")
+    bob = await Wire.open(server.port, client_ctx)
+    await bob.hello("bob", "pw")
+    await bob.close()
+    for i in range(300):
+        await alice.send({"type": "send", "to": "@bob", "text": f"offline {i}"})
+    await alice.recv_match(10, type="message", text="offline 299")
+
+    bob = await Wire.open(server.port, client_ctx)
+    await bob.send({"type": "hello", "v": 1, "nick": "bob", "password": "pw", "last_seen": 0})
+    for i in range(100):
+        await alice.send({"type": "send", "to": "@bob", "text": f"live {i}"})
+    ids = []
+    texts = set()
+    while len(texts) < 400:
+        frame = await bob.recv(15)
+        if frame["type"] == "message":
+            ids.append(frame["id"])
+            texts.add(frame["text"])
+    assert ids == sorted(set(ids))
+    assert len(ids) == 400
+    await alice.close()
+    await bob.close()
