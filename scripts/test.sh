@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a virtual environment (.venv) with tlschat and its test tools, then run the whole suite:
-# lint (ruff), types (mypy --strict), and pytest (unit, integration over real TLS, TUI).
+# lint (ruff), types (mypy --strict), the TLS audit, and pytest (unit, integration over real TLS, TUI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -13,5 +13,7 @@ echo "== ruff"
 .venv/bin/ruff check src tests benchmarks scripts
 echo "== mypy"
 .venv/bin/mypy
+echo "== TLS audit (sslyze --mozilla_config=modern in its own venv, openssl s_client matrix)"
+bash scripts/tls_audit.sh
 echo "== pytest"
 .venv/bin/pytest "$@"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -366,6 +367,13 @@ def _reason(exc: Exception) -> str:
 
 def _set_keylog(ctx: ssl.SSLContext, keylog: Path) -> None:
     try:
+        # TLS secrets: the file must be private before OpenSSL appends to it. fchmod also
+        # tightens a file that already exists (OpenSSL would keep its mode).
+        fd = os.open(keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
         ctx.keylog_filename = str(keylog)
     except OSError as exc:
         raise TlsConfigError(f"cannot write key log file {keylog}: {exc.strerror}") from None

@@ -121,9 +121,9 @@ class Session:
     ) -> None:
         self.send(Error(code=str(code), message=message, ref=ref, retry_after_ms=retry_after_ms))
 
-    async def deliver_paced(self, data: bytes, msg_id: int = 0) -> None:
-        """Queue without overflowing: waits while the outbox is full (replay)."""
-        await self.outbox.put_paced(data, msg_id)
+    async def deliver_paced(self, data: bytes, msg_id: int = 0, *, high: int | None = None) -> None:
+        """Queue without overflowing: waits until the frame fits under `high` (replay, downloads)."""
+        await self.outbox.put_paced(data, msg_id, high=high)
 
     def begin_replay(self) -> None:
         self._replaying = True

@@ -241,6 +241,7 @@ class ChatServer:
                 await asyncio.wait(pending, timeout=2)
         if self.router is not None:
             try:
+                await self.router.files.close()
                 await self.router.flush_marks()
             except Exception:
                 log.exception("flushing delivery marks")

@@ -250,6 +250,18 @@ class FileStore:
     async def grant(self, file_id: str, identities: Iterable[str]) -> None:
         await self.store.grant_file(file_id, identities)
 
+    async def close(self) -> None:
+        """Daemon shutdown: stop downloads and background work, drop unfinished uploads."""
+        for tasks in self._downloads.values():
+            for task in tasks:
+                task.cancel()
+        for upload in list(self._uploads.values()):
+            self._discard(upload, "shutdown")  # spawns the removal of its partial file
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=5)
+        for task in self._background:
+            task.cancel()
+
     def session_ended(self, session: Session) -> None:
         """The connection is gone: stop its downloads, discard its unfinished uploads."""
         for task in self._downloads.pop(session, set()):
@@ -533,27 +545,15 @@ class FileStore:
                     raise OSError(f"{path} is shorter than {row.size} bytes")
                 last = offset >= row.size
                 frame = encode(FileData(ref=ref, file=row.id, seq=seq, data=data, last=last))
-                await self._pace(session, len(frame))
-                await session.deliver_paced(frame)
+                # Half the queue stays free for chat, so a message arriving mid-download
+                # never finds it full (that would drop the client as a slow consumer).
+                await session.deliver_paced(frame, high=session.outbox.limit // 2)
                 if last:
                     return
                 seq += 1
         except Exception:  # a task of its own: nobody else would hear of it
             log.exception("download of %s failed", row.id)
             session.send_error(ErrorCode.INTERNAL, "cannot read the file", ref)
-
-    async def _pace(self, session: Session, size: int) -> None:
-        """Wait until the outbox is at most half full with this frame in it.
-
-        `deliver_paced()` alone would fill the outbox to the brim, and the next chat message
-        would overflow it (`slow_consumer`): half of it stays free for everything else.
-        """
-        outbox = session.outbox
-        high = outbox.limit // 2
-        delay = 0.001
-        while not session.closing and outbox.size > 0 and outbox.size + size > high:
-            await asyncio.sleep(delay)
-            delay = min(2 * delay, 0.05)
 
     # --- background -----------------------------------------------------------------------------
 

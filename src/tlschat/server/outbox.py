@@ -32,11 +32,18 @@ class Outbox:
         self._ready.set()
         return True
 
-    async def put_paced(self, data: bytes, msg_id: int = 0) -> None:
-        while not self._closed and self.size > 0 and self.size + len(data) > self.limit:
+    async def put_paced(self, data: bytes, msg_id: int = 0, *, high: int | None = None) -> None:
+        """Queue `data` once it fits under `high` bytes (default: the whole bound).
+
+        A download passes half the bound, so the other half stays free for chat: a message
+        arriving meanwhile must not find the queue full and disconnect the client.
+        """
+        bound = self.limit if high is None else min(high, self.limit)
+        while not self._closed:
+            if (self.size == 0 or self.size + len(data) <= bound) and self.put(data, msg_id):
+                return
             self._room.clear()
             await self._room.wait()
-        self.put(data, msg_id)
 
     async def take(self) -> list[tuple[bytes, int]] | None:
         """Everything queued, once there is something; None when closed and drained."""

@@ -69,6 +69,7 @@ class FileService(Protocol):
     async def metas(self, file_ids: Iterable[str]) -> dict[str, FileMeta]: ...
     async def grant(self, file_id: str, identities: Iterable[str]) -> None: ...
     def session_ended(self, session: Session) -> None: ...
+    async def close(self) -> None: ...
 
 
 class NoFiles:
@@ -87,6 +88,9 @@ class NoFiles:
         return None
 
     def session_ended(self, session: Session) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
 
