@@ -58,8 +58,22 @@ def read_password(password_env: str | None) -> str | None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tlschat")
-def main() -> None:
+def cli() -> None:
     """tlschat: self-hosted encrypted chat for terminals."""
+
+
+def main() -> None:
+    """The console script: usage errors become one line (`tlschat: ...`), never a traceback."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx else "tlschat"
+        fail(f"{exc.format_message()} (see '{path} --help')")
+    except click.ClickException as exc:
+        fail(exc.format_message())
+    except click.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # --- serve --------------------------------------------------------------------------------------
@@ -77,6 +91,13 @@ _LIMIT_OPTIONS: list[tuple[str, type, str]] = [
     ("--max-unauth", int, "connections not yet logged in (default 64)"),
     ("--max-login-failures", int, "failed logins per minute per nick and per IP (default 3)"),
     ("--max-members", int, "members per group (default 256)"),
+    ("--max-rooms-per-user", int, "groups one user may be in (default 100)"),
+    ("--invite-ttl", float, "seconds before an invitation expires (default 7 days)"),
+    ("--upload-rate", int, "upload bytes per second per user (default 4 MiB)"),
+    ("--max-pending-uploads", int, "unfinished uploads per user (default 2)"),
+    ("--upload-idle-timeout", float, "seconds before an idle upload is discarded (default 60)"),
+    ("--handshake-timeout", float, "seconds to finish the TLS handshake (default 10)"),
+    ("--frame-timeout", float, "seconds for a frame body to follow its length (default 10)"),
 ]
 
 
@@ -86,7 +107,7 @@ def _limit_options(func: Any) -> Any:
     return func
 
 
-@main.command()
+@cli.command()
 @click.option("--host", default=None, help="address to listen on (default 0.0.0.0)")
 @click.option("--port", type=int, default=None, help="port to listen on (default 7700)")
 @click.option(
@@ -152,7 +173,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 # --- clients ------------------------------------------------------------------------------------
 
 
-@main.command()
+@cli.command()
 @click.argument("address", required=False)
 @click.argument("nick", required=False)
 @click.option(
@@ -178,7 +199,7 @@ def tui(
     sys.exit(run_tui(host=host, port=port, nick=nick, cafile=cafile, password=password))
 
 
-@main.command()
+@cli.command()
 @click.argument("address")
 @click.argument("nick")
 @click.option("--to", "to", required=True, help="@nick or #room")
@@ -209,7 +230,7 @@ def send(
     sys.exit(run_send(host, port, nick, to=to, text=body, cafile=cafile, password=password))
 
 
-@main.command()
+@cli.command()
 @click.argument("address")
 @click.argument("nick")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
@@ -241,7 +262,7 @@ def tail(
     )
 
 
-@main.command("gen-certs")
+@cli.command("gen-certs")
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="directory to write into"
 )

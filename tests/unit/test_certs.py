@@ -242,10 +242,10 @@ def test_gen_certs_script(tmp_path: Path) -> None:
 def test_cli_gen_certs(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from tlschat.cli import main
+    from tlschat.cli import cli
 
     result = CliRunner().invoke(
-        main, ["gen-certs", "--out", str(tmp_path / "o"), "--name", "h.example"]
+        cli, ["gen-certs", "--out", str(tmp_path / "o"), "--name", "h.example"]
     )
     assert result.exit_code == 0, result.output
     assert "server fingerprint (SHA-256): " in result.output
