@@ -177,7 +177,7 @@ class Hello(Request):
     v: int
     nick: str
     password: str | None = None
-    client: str | None = Field(default=None, max_length=200)
+    client: str | None = None
     last_seen: NonNegative | None = None
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from tests.wire import Closed, Wire, timeout
 
+from tlschat.protocol import InvalidFrame, decode_server_frame
+
 TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 SERVER_RE = re.compile(r"tlschat/\d+\.\d+\.\d+\S*")
 PASSWORD = "correct horse battery staple"
@@ -181,3 +183,43 @@ async def reconnect_until_welcome(
         if loop.time() > deadline:
             raise AssertionError(f"could not log in again as {nick}: {reply}")
         await asyncio.sleep(0.05)
+
+
+ERROR_CODES = frozenset(
+    "bad_frame frame_too_large bad_request unknown_type not_logged_in version_unsupported "
+    "nick_invalid nick_taken auth_required auth_failed no_such_user no_such_room room_exists "
+    "room_invalid not_member already_member no_invite text_too_long too_large bad_file "
+    "hash_mismatch no_such_file forbidden rate_limited internal".split()
+)
+
+
+def check_server_frame(frame: dict[str, Any]) -> None:
+    """Every frame the server sends must be a valid PROTOCOL.md server frame."""
+    try:
+        decode_server_frame(json.dumps(frame).encode())
+    except InvalidFrame as exc:
+        raise AssertionError(f"server sent an invalid frame ({exc.code}: {exc}): {frame}") from None
+    if "ref" in frame:
+        assert isinstance(frame["ref"], str), frame
+        assert len(frame["ref"]) <= 64, frame
+    if frame["type"] == "error":
+        assert frame["code"] in ERROR_CODES, frame
+        assert isinstance(frame["message"], str), frame
+        assert frame["message"], frame
+        if frame["code"] == "rate_limited":
+            assert isinstance(frame.get("retry_after_ms"), int), frame
+    found = [frame] if frame["type"] == "message" else frame.get("messages", [])
+    for message in found:
+        assert TS_RE.fullmatch(message["ts"]), message
+
+
+def install_conformance_check(monkeypatch: Any) -> None:
+    """Check every frame any Wire reads during the test (see check_server_frame)."""
+    original = Wire._read_frame
+
+    async def checked(self: Wire, seconds: float) -> dict[str, Any]:
+        frame = await original(self, seconds)
+        check_server_frame(frame)
+        return frame
+
+    monkeypatch.setattr(Wire, "_read_frame", checked)

@@ -13,10 +13,16 @@ from tests.integration.helpers_rules import (
     assert_error,
     drain,
     drain_all,
+    install_conformance_check,
     wait_presence,
 )
 
 from tlschat.protocol import HEADER
+
+
+@pytest.fixture(autouse=True)
+def _conformance(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_conformance_check(monkeypatch)
 
 
 @pytest.fixture
@@ -63,6 +69,14 @@ async def test_oversize_length_refused_before_any_body(
     frame = await alice.recv_type("error")
     assert_error(frame, "frame_too_large")
     assert await alice.closed_by_server()
+
+
+async def test_oversize_length_before_login(start_server: Any, dial: Dialer) -> None:
+    server = await start_server(max_frame=2048, chunk=1024, frame_timeout=60)
+    wire = await dial.open(server)
+    await wire.send_bytes(HEADER.pack(2049))
+    assert_error(await wire.recv_type("error"), "frame_too_large")
+    assert await wire.closed_by_server()
 
 
 async def test_frame_of_exactly_max_frame_is_accepted(start_server: Any, dial: Dialer) -> None:

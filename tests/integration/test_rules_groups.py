@@ -14,9 +14,15 @@ from tests.integration.helpers_rules import (
     assert_error,
     drain,
     drain_all,
+    install_conformance_check,
     say,
     wait_presence,
 )
+
+
+@pytest.fixture(autouse=True)
+def _conformance(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_conformance_check(monkeypatch)
 
 
 @pytest.fixture
@@ -471,3 +477,47 @@ async def test_max_rooms_per_user(start_server: Any, dial: Dialer) -> None:
     assert (await alice.request({"type": "accept", "room": "Pub"}))["type"] == "error"
     rooms = await alice.request({"type": "rooms"})
     assert sorted(r["room"] for r in rooms["rooms"]) == ["R1", "R2"]
+
+
+async def test_group_events_reach_every_session_of_the_user(connect: Any) -> None:
+    a1 = await connect("alice", PASSWORD)
+    a2 = await connect("alice", PASSWORD)
+    bob = await connect("bob")
+    await drain_all(a1, a2, bob)
+    await a1.send({"type": "create", "room": "Den", "ref": "c"})
+    assert await a1.recv_match(ref="c") == {
+        "type": "joined", "room": "Den", "members": ["alice"], "public": False, "ref": "c",
+    }  # fmt: skip
+    assert await a2.recv_type("joined") == {
+        "type": "joined", "room": "Den", "members": ["alice"], "public": False,
+    }  # fmt: skip
+    await a1.request({"type": "invite", "room": "Den", "nick": "bob"})
+    await bob.recv_type("invited")
+    await bob.request({"type": "decline", "room": "Den"})
+    for session in (a1, a2):
+        assert await session.recv_type("declined") == {
+            "type": "declined", "room": "Den", "nick": "bob",
+        }  # fmt: skip
+    await a2.send({"type": "leave", "room": "Den", "ref": "l"})
+    assert await a2.recv_match(ref="l") == {"type": "left", "room": "Den", "ref": "l"}
+    assert await a1.recv_type("left") == {"type": "left", "room": "Den"}
+
+
+async def test_guest_leaving_changes_public_room_size(connect: Any) -> None:
+    alice = await connect("alice")
+    watcher = await connect("watcher")
+    gus = await connect("gus")
+    await alice.request({"type": "create", "room": "Pub", "public": True})
+    await gus.request({"type": "join", "room": "Pub"})
+    await gus.request({"type": "create", "room": "GusPub", "public": True})
+    await drain_all(alice, watcher, gus)
+    await gus.close()
+    shrunk = {"type": "room", "room": "Pub", "public": True, "members": 1}
+    gone = {"type": "room", "room": "GusPub", "public": True, "members": 0}
+    alice_frames = await drain(alice, 0.5)
+    assert shrunk in alice_frames
+    assert gone in alice_frames
+    assert {"type": "members", "room": "Pub", "members": ["alice"]} in alice_frames
+    watcher_frames = await drain(watcher, 0.2)
+    assert shrunk in watcher_frames
+    assert gone in watcher_frames

@@ -14,6 +14,7 @@ from tests.integration.helpers_rules import (
     assert_error,
     drain,
     drain_all,
+    install_conformance_check,
     open_small_rcvbuf,
     say,
     tcp_closed_without_reply,
@@ -22,6 +23,11 @@ from tests.integration.helpers_rules import (
     without,
 )
 from tests.wire import Closed, Wire, timeout
+
+
+@pytest.fixture(autouse=True)
+def _conformance(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_conformance_check(monkeypatch)
 
 
 @pytest.fixture
@@ -59,6 +65,21 @@ async def test_rate_limit_refuses_and_does_not_deliver(start_server: Any, dial: 
     assert again["type"] == "message", again
 
 
+async def test_rate_limit_is_per_connection(start_server: Any, dial: Dialer) -> None:
+    server = await start_server(rate_burst=3, rate_per_sec=0.01)
+    a1 = await dial.open(server, "alice", PASSWORD)
+    a2 = await dial.open(server, "alice", PASSWORD)
+    bob = await dial.open(server, "bob")
+    await drain_all(a1, a2, bob)
+    for i in range(5):
+        await a1.send({"type": "ping", "ref": f"p{i}"})
+    assert (await a1.recv_match(ref="p4"))["type"] == "error"
+    await a2.send({"type": "ping", "ref": "other"})
+    assert await a2.recv_match(ref="other") == {"type": "pong", "ref": "other"}
+    await bob.send({"type": "ping", "ref": "bob"})
+    assert await bob.recv_match(ref="bob") == {"type": "pong", "ref": "bob"}
+
+
 async def test_default_burst_is_20(connect: Any, start_server: Any, dial: Dialer) -> None:
     server = await start_server(rate_burst=20, rate_per_sec=0.01)
     alice = await dial.open(server, "alice")
@@ -85,6 +106,19 @@ async def test_failed_login_throttle_per_nick(start_server: Any, dial: Dialer) -
     assert_error(limited, "rate_limited")
     assert limited["retry_after_ms"] > 0
     assert_error(await wire.hello("dave", PASSWORD), "rate_limited")  # even the right one
+
+
+async def test_failed_login_throttle_is_per_window(start_server: Any, dial: Dialer) -> None:
+    server = await start_server(max_login_failures=2, login_failure_window=1.0)
+    first = await dial.open(server, "dave", PASSWORD)
+    await first.close()
+    wire = await dial.open(server)
+    for _ in range(2):
+        assert_error(await wire.hello("dave", "wrong"), "auth_failed")
+    limited = await wire.hello("dave", PASSWORD)
+    assert_error(limited, "rate_limited")
+    await asyncio.sleep(limited["retry_after_ms"] / 1000 + 0.1)
+    assert (await wire.hello("dave", PASSWORD))["type"] == "welcome"
 
 
 async def test_failed_login_throttle_per_ip(start_server: Any, dial: Dialer) -> None:

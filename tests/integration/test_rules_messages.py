@@ -15,12 +15,18 @@ from tests.integration.helpers_rules import (
     assert_error,
     drain,
     drain_all,
+    install_conformance_check,
     messages,
     recv_raw,
     say,
     wait_presence,
     without,
 )
+
+
+@pytest.fixture(autouse=True)
+def _conformance(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_conformance_check(monkeypatch)
 
 
 @pytest.fixture

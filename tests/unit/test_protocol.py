@@ -617,3 +617,35 @@ def test_utc_timestamp_format() -> None:
     assert p.utc_timestamp(datetime(2026, 1, 2, 3, 4, 5, 999, tzinfo=UTC)) == (
         "2026-01-02T03:04:05.000Z"
     )
+
+
+# --- defaults from PROTOCOL.md ("Limits and abuse", "Session", "Frames") ---------------------
+
+
+def test_server_defaults_match_the_protocol() -> None:
+    from tlschat.config import ServerConfig
+
+    config = ServerConfig()
+    assert p.DEFAULT_MAX_FRAME == config.max_frame == 64 * 1024
+    assert config.max_text == 4000
+    assert config.max_upload == 10 * 1024 * 1024
+    assert config.chunk == 32 * 1024
+    assert (config.rate_burst, config.rate_per_sec) == (20, 5.0)
+    assert config.upload_rate == 4 * 1024 * 1024
+    assert config.max_queue == 256 * 1024
+    assert (config.max_conns, config.max_per_ip, config.max_unauth) == (1024, 16, 64)
+    assert (config.max_login_failures, config.login_failure_window) == (3, 60.0)
+    assert (config.max_pending_uploads, config.upload_idle_timeout) == (2, 60.0)
+    assert (config.max_members, config.max_rooms_per_user) == (256, 100)
+    assert config.invite_ttl == 7 * 24 * 3600
+    assert config.handshake_timeout == 10.0
+    assert config.login_timeout == 10.0
+    assert config.frame_timeout == 10.0
+    assert config.idle_timeout == 90.0
+    assert config.tls_min == "1.3"
+    assert config.require_password is False
+    assert (p.HISTORY_DEFAULT_LIMIT, p.HISTORY_MAX_LIMIT, p.REPLAY_MAX, p.MAX_REF) == (
+        50, 200, 1000, 64,
+    )  # fmt: skip
+    assert p.ALPN == "tlschat/1"
+    assert p.PROTOCOL_VERSION == 1
