@@ -126,7 +126,14 @@ async def bench(clients: int, seconds: float, window: int) -> None:
                 batch = range(start, min(start + 50, clients - 1))
                 receivers += await asyncio.gather(*(open_client(port, ctx, f"r{i}") for i in batch))
             login_s = time.monotonic() - started
-            await asyncio.sleep(0.5)
+
+            async def settle(client: Client) -> None:
+                # Drain what the logins queued (presence, member lists) up to a fresh pong.
+                client.send({"type": "ping", "ref": "settle"})
+                while (await client.frame()).get("ref") != "settle":
+                    pass
+
+            await asyncio.gather(*(settle(c) for c in receivers))
             connected = rss_kib(proc.pid)
             per_conn = (connected - base) / clients
 
@@ -164,6 +171,7 @@ async def bench(clients: int, seconds: float, window: int) -> None:
             await asyncio.sleep(2.0)  # let the last deliveries land
             stop.set()
             counts = await asyncio.gather(*tasks)
+            dropped = sum(1 for c in receivers if c.reader.at_eof())
             ack_task.cancel()
             peak = rss_kib(proc.pid)
         finally:
@@ -174,10 +182,11 @@ async def bench(clients: int, seconds: float, window: int) -> None:
     latencies.sort()
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 100 else [float("nan")] * 99
     print(f"clients            {clients} (1 sender, {clients - 1} receivers, one room)")
-    print(f"logins             {login_s:.2f} s for {clients} TLS connections")
+    print(f"logins             {login_s:.2f} s for {clients} TLS connections (hello + join)")
     print(f"messages sent      {sent} in {elapsed:.1f} s ({sent / elapsed:.0f}/s, window {window})")
     print(f"deliveries         {delivered} of {expected} ({delivered / max(expected, 1):.1%})")
     print(f"deliveries/s       {delivered / elapsed:,.0f}")
+    print(f"dropped clients    {dropped} (disconnected as slow consumers or otherwise)")
     print(f"latency p50        {q[49] * 1000:.1f} ms")
     print(f"latency p99        {q[98] * 1000:.1f} ms")
     print(f"server RSS         {base / 1024:.1f} MiB idle, {connected / 1024:.1f} MiB with clients, "

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
 import hashlib
 import itertools
 import logging
 import os
 import ssl
+import stat
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -85,6 +88,24 @@ RETRYABLE_HELLO_ERRORS = frozenset({"rate_limited", "internal"})
 
 NICK_TAKEN_RETRIES = 5
 """A guest that reconnects fast may find its old session still there: retry `nick_taken`."""
+
+HASH_IN_THREAD = 1024 * 1024
+"""Bytes to upload above which they are hashed in a worker thread, off the event loop."""
+
+READ_AHEAD = 256 * 1024
+"""Bytes `upload_file()` reads at once (several chunks: fewer trips to a worker thread)."""
+
+WRITE_BATCH = 1024 * 1024
+"""Bytes `download_to()` gathers before writing them out in a worker thread."""
+
+FILE_META_CACHE = 4096
+"""File metadata remembered (from uploads and messages) to verify downloads with."""
+
+DEFAULT_RETRY_MS = 50
+"""Wait after a `rate_limited` chunk refusal that lacks `retry_after_ms` (it should not)."""
+
+PACE_MARGIN = 0.98
+"""Chunks are spaced for this fraction of the upload byte rate measured from refusals."""
 
 
 # --- public types -------------------------------------------------------------------------------
@@ -277,6 +298,8 @@ class ChatClient:
         self._seen_floor = last_seen or 0
         self._seen: set[int] = set()
         self._max_seen: int | None = last_seen
+        self._file_metas: dict[str, FileMeta] = {}
+        """File id -> its metadata, as seen lately: downloads are checked against it."""
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -410,50 +433,292 @@ class ChatClient:
         _expect(await self.request(Ping()), ServerPong)
 
     async def upload(self, name: str, data: bytes) -> FileMeta:
-        """Upload a file (then `send_message(to, text, file=meta.id)`); return its metadata."""
-        link = self._ready_link()
-        digest = hashlib.sha256(data).hexdigest()
-        ref = self._next_ref()
-        ready = await self._exchange(link, Upload(name=name, size=len(data), sha256=digest), ref)
-        ready = _expect(_raise_error(ready), UploadReady)
-        chunk = max(1, ready.chunk)
-        # The chunks carry the upload's ref, so that whichever frame the server answers
-        # (an error for a chunk, or the final `uploaded`) comes back to this future.
-        future = self._register(link, ref)
-        try:
-            for seq, start in enumerate(range(0, len(data), chunk)):
-                piece = base64.b64encode(data[start : start + chunk]).decode("ascii")
-                self._write(link, Chunk(ref=ref, upload=ready.upload, seq=seq, data=piece))
-                await self._drain(link)
-                if future.done():
-                    break  # refused half-way
-            async with asyncio.timeout(self._request_timeout):
-                reply = await future
-        finally:
-            link.pending.pop(ref, None)
-        return _expect(_raise_error(reply), Uploaded).file
+        """Upload `data` under the display name `name`; return the file's metadata.
 
-    async def download(self, file_id: str) -> bytes:
-        """The bytes of a file (one that you sent or received)."""
+        Then `send_message(to, text, file=meta.id)`. Chunks the server refuses for its byte rate
+        (`rate_limited`) are sent again after `retry_after_ms`, and once that has happened the
+        rest are spaced out at the rate the server turns out to allow. Raise RequestFailed for a
+        refusal (`too_large` before any byte is sent, `hash_mismatch`, `bad_file`, a third
+        pending upload's `rate_limited`, ...), ConnectionClosed, TimeoutError.
+        """
+        self._check_upload_size(len(data))
+        view = memoryview(data).cast("B")
+        if len(view) > HASH_IN_THREAD:
+            digest = await asyncio.to_thread(_sha256, view)
+        else:
+            digest = _sha256(view)
+
+        async def read(offset: int, count: int) -> memoryview:
+            return view[offset : offset + count]
+
+        return await self._upload(name, len(view), digest, read)
+
+    async def upload_file(self, path: Path) -> FileMeta:
+        """Upload the regular file at `path` as `path.name`, reading it in worker threads.
+
+        The file is read twice (to hash it, then chunk by chunk as it is sent), never held whole
+        in memory. If it changes in between, the server refuses it (`hash_mismatch`) or OSError
+        is raised. Otherwise as `upload()`.
+        """
+        path = Path(path)
+        self._check_upload_size(await asyncio.to_thread(_regular_file_size, path))
+        size, digest = await asyncio.to_thread(_hash_file, path)
+        self._check_upload_size(size)
+        return await self._upload(path.name, size, digest, _FileReader(path).read)
+
+    async def download(self, file_id: str, *, meta: FileMeta | None = None) -> bytes:
+        """The bytes of a file (one that you sent or received).
+
+        Verified against the file's size and SHA-256 when its metadata is known: `meta`, or what
+        this client saw in an upload, a message or a history reply (ProtocolError on a
+        mismatch). Chat events keep flowing to `events()` meanwhile. Raise RequestFailed
+        (`no_such_file` for a file you may not have), ConnectionClosed, TimeoutError.
+        """
+        parts: list[bytes] = []
+
+        async def keep(data: bytes) -> None:
+            parts.append(data)
+
+        await self._download(file_id, meta, keep)
+        return b"".join(parts)
+
+    async def download_to(self, file_id: str, path: Path, *, meta: FileMeta | None = None) -> None:
+        """Download a file into `path`, streaming it to disk; as `download()` otherwise.
+
+        The bytes go to a temporary file beside `path` (mode 0600) that replaces `path` only once
+        the whole file has arrived and been verified; on any failure `path` is left untouched.
+        """
+        path = Path(path)
+        sink = _DiskSink(await asyncio.to_thread(_temp_beside, path))
+        try:
+            await self._download(file_id, meta, sink.write)
+            await sink.commit(path)
+        finally:
+            sink.discard()
+
+    # --- files: the machinery --------------------------------------------------------------------
+
+    def _check_upload_size(self, size: int) -> None:
+        """`too_large` here and now for a file the server announced it would refuse."""
+        welcome = self.welcome
+        if welcome is not None and size > welcome.limits.max_upload:
+            raise RequestFailed(
+                "too_large", f"files are limited to {welcome.limits.max_upload} bytes"
+            )
+
+    def _remember_file(self, meta: FileMeta) -> None:
+        """Keep `meta` so that a later download of that file can be verified."""
+        self._file_metas.pop(meta.id, None)
+        self._file_metas[meta.id] = meta
+        while len(self._file_metas) > FILE_META_CACHE:
+            del self._file_metas[next(iter(self._file_metas))]
+
+    async def _upload(
+        self,
+        name: str,
+        size: int,
+        sha256: str,
+        read: Callable[[int, int], Awaitable[bytes | memoryview]],
+    ) -> FileMeta:
+        """`upload` → `upload_ready` → chunks → `uploaded`, chunks resent after `rate_limited`.
+
+        Every chunk carries a `ref` of its own, so that a refusal names the refused `seq`; the
+        server answers nothing for an accepted chunk, and processes a connection's frames in
+        order, so a refusal also means every earlier chunk was taken. Chunks sent behind a
+        refused one are refused too: they are forgotten (their `ref`s unregistered) and sent
+        again under new `ref`s from the refused `seq` on once `retry_after_ms` has passed.
+        """
+        link = self._ready_link()
+        loop = asyncio.get_running_loop()
+        replies: asyncio.Queue[ServerFrame | None] = asyncio.Queue()
+        # The upload's own ref stays registered throughout: it hears the server's replies to
+        # `upload` (for an empty file, `upload_ready` and then `uploaded`), and the None that
+        # `_fail_pending` puts in for every registered ref when the connection ends.
+        upload_ref = self._next_ref()
+        link.streams[upload_ref] = replies
+        inflight: dict[str, int] = {}
+        """Ref -> seq of the chunks sent since the last refusal (no reply yet)."""
+        asked = False
+        """True once `upload` is written: the server may then hold an upload for us."""
+        ready: UploadReady | None = None
+        settled = False
+        """True once the server has finished or discarded the upload (nothing to abort)."""
+        try:
+            self._write(link, Upload(ref=upload_ref, name=name, size=size, sha256=sha256))
+            asked = True
+            await self._drain(link)
+            async with asyncio.timeout(self._request_timeout):
+                first = await replies.get()
+            settled = not isinstance(first, UploadReady)
+            if first is None:
+                raise ConnectionClosed(link.reason)
+            ready = _expect(_raise_error(first), UploadReady)
+            if ready.chunk < 1:
+                raise ProtocolError(f"the server offered chunks of {ready.chunk} bytes")
+            chunk = ready.chunk
+            count = -(-size // chunk)
+            next_seq = 0
+            pacer = _Pacer()
+            while True:
+                frame: ServerFrame | _End | None = _END
+                if not replies.empty():
+                    frame = replies.get_nowait()
+                elif next_seq < count:
+                    delay = pacer.delay(loop.time())
+                    if delay > 0:
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(delay):
+                                frame = await replies.get()
+                else:
+                    async with asyncio.timeout(self._request_timeout):
+                        frame = await replies.get()
+                if isinstance(frame, _End):  # nothing to read: send the next chunk
+                    offset = next_seq * chunk
+                    piece = await read(offset, min(chunk, size - offset))
+                    chunk_ref = self._next_ref()
+                    link.streams[chunk_ref] = replies
+                    inflight[chunk_ref] = next_seq
+                    data = base64.b64encode(piece).decode("ascii")
+                    self._write(
+                        link, Chunk(ref=chunk_ref, upload=ready.upload, seq=next_seq, data=data)
+                    )
+                    pacer.sent(loop.time(), len(piece))
+                    next_seq += 1
+                    await self._drain(link)
+                    continue
+                if frame is None:
+                    settled = True
+                    raise ConnectionClosed(link.reason)
+                if frame.ref == upload_ref and size == 0 and isinstance(frame, Uploaded):
+                    settled = True
+                    return self._check_uploaded(frame, size, sha256)
+                seq = inflight.get(frame.ref) if frame.ref is not None else None
+                if seq is None:
+                    if frame.ref == upload_ref:
+                        settled = isinstance(frame, Error)
+                        _raise_error(frame)
+                        raise ProtocolError(f"unexpected {frame.type!r} for an upload")
+                    continue  # the refusal of a chunk sent behind an earlier refused one
+                if isinstance(frame, Uploaded):
+                    settled = True
+                    return self._check_uploaded(frame, size, sha256)
+                if not isinstance(frame, Error):
+                    raise ProtocolError(f"the server answered a chunk with {frame.type!r}")
+                if frame.code != "rate_limited":
+                    settled = True  # any other refusal ends the upload on the server
+                    _raise_error(frame)
+                # Rewind: the chunks after `seq` will be refused as well; send them again.
+                for ref in inflight:
+                    link.streams.pop(ref, None)
+                inflight.clear()
+                wait = (frame.retry_after_ms or DEFAULT_RETRY_MS) / 1000
+                pacer.refused(loop.time(), seq * chunk, min(chunk, size - seq * chunk), wait)
+                log.debug("upload %s: chunk %d refused, again in %.3f s", ready.upload, seq, wait)
+                next_seq = seq
+        finally:
+            link.streams.pop(upload_ref, None)
+            for ref in inflight:
+                link.streams.pop(ref, None)
+            if ready is not None and not settled:
+                self._abort_upload(link, ready.upload)
+            elif asked and not settled:
+                self._abort_when_ready(link, upload_ref, replies)
+
+    def _abort_upload(self, link: _Link, upload_id: str) -> None:
+        """Free the server's pending-upload slot of an upload given up half-way (timeout,
+        cancelled, a local error) now rather than after the server's idle timeout.
+
+        There is no `cancel` frame; a chunk out of order (seq 0, no data) always makes the server
+        discard the upload. Its error reply has a ref nobody waits for: it is dropped unseen.
+        """
+        abort = Chunk(ref=self._next_ref(), upload=upload_id, seq=0, data="")
+        with contextlib.suppress(ConnectionClosed, OSError, RuntimeError):
+            self._write(link, abort)
+
+    def _abort_when_ready(
+        self, link: _Link, ref: str, replies: asyncio.Queue[ServerFrame | None]
+    ) -> None:
+        """Given up before the answer to `upload` was read: abort the upload once it comes."""
+        while not replies.empty():
+            frame = replies.get_nowait()
+            if frame is not None and frame.ref == ref:
+                if isinstance(frame, UploadReady):
+                    self._abort_upload(link, frame.upload)
+                return
+        if link.task is None or link.task.done():
+            return  # the connection is gone, and the upload with it
+        future: asyncio.Future[ServerFrame] = asyncio.get_running_loop().create_future()
+        link.pending[ref] = future
+
+        def answered(done: asyncio.Future[ServerFrame]) -> None:
+            if link.pending.get(ref) is done:
+                del link.pending[ref]
+            if done.cancelled() or done.exception() is not None:
+                return
+            reply = done.result()
+            if isinstance(reply, UploadReady):
+                self._abort_upload(link, reply.upload)
+
+        future.add_done_callback(answered)
+
+    def _check_uploaded(self, frame: Uploaded, size: int, sha256: str) -> FileMeta:
+        meta = frame.file
+        if meta.size != size or meta.sha256.lower() != sha256:
+            raise ProtocolError("the server stored a file other than the one uploaded")
+        self._remember_file(meta)
+        return meta
+
+    async def _download(
+        self,
+        file_id: str,
+        meta: FileMeta | None,
+        consume: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        """Ask for a file and hand its bytes to `consume` in order; verify them against `meta`
+        (or the metadata seen for `file_id`) when known."""
+        if meta is not None and meta.id != file_id:
+            raise ValueError(f"meta is for file {meta.id!r}, not {file_id!r}")
+        meta = meta or self._file_metas.get(file_id)
+        # Not welcome.limits.max_upload: files stored under a higher limit stay downloadable.
+        limit = meta.size if meta is not None else None
         link = self._ready_link()
         ref = self._next_ref()
         stream: asyncio.Queue[ServerFrame | None] = asyncio.Queue()
         link.streams[ref] = stream
-        parts: list[bytes] = []
+        digest = hashlib.sha256()
+        received = 0
         try:
             self._write(link, Download(ref=ref, file=file_id))
             await self._drain(link)
-            while True:
+            for seq in itertools.count():
                 async with asyncio.timeout(self._request_timeout):
                     frame = await stream.get()
                 if frame is None:
                     raise ConnectionClosed(link.reason)
-                data = _expect(_raise_error(frame), FileData)
-                parts.append(base64.b64decode(data.data, validate=True))
-                if data.last:
-                    return b"".join(parts)
+                part = _expect(_raise_error(frame), FileData)
+                if part.file != file_id or part.seq != seq:
+                    raise ProtocolError(
+                        f"file_data {part.file!r} #{part.seq} where {file_id!r} #{seq} was due"
+                    )
+                try:
+                    data = base64.b64decode(part.data, validate=True)
+                except binascii.Error:
+                    raise ProtocolError("file_data whose data is not base64") from None
+                received += len(data)
+                if limit is not None and received > limit:
+                    raise ProtocolError(f"the server sent more than {limit} bytes")
+                digest.update(data)
+                await consume(data)
+                if part.last:
+                    break
         finally:
             link.streams.pop(ref, None)
+        if meta is not None and (
+            received != meta.size or digest.hexdigest() != meta.sha256.lower()
+        ):
+            raise ProtocolError(
+                f"file {file_id!r}: {received} bytes that do not match its size and SHA-256"
+            )
 
     # --- connecting ------------------------------------------------------------------------------
 
@@ -673,6 +938,12 @@ class ChatClient:
             with contextlib.suppress(ConnectionClosed):
                 self._write(link, Pong(ref=frame.ref))
             return
+        if isinstance(frame, Message) and frame.file is not None:
+            self._remember_file(frame.file)
+        elif isinstance(frame, History):
+            for message in frame.messages:
+                if message.file is not None:
+                    self._remember_file(message.file)
         ref = frame.ref
         if ref is not None:
             if isinstance(frame, Welcome) and ref == link.hello_ref:
@@ -807,6 +1078,162 @@ class ChatClient:
         self._set_state(ConnectionState.CLOSED, detail)
         self._closing = True
         self._queue.put_nowait(_END)
+
+
+# --- files: helpers -----------------------------------------------------------------------------
+
+
+class _Pacer:
+    """When to send the next upload chunk.
+
+    At first as fast as the connection takes them. After the server refuses one for its byte
+    rate, the next goes when `retry_after_ms` says, and the rest are spaced out at the rate the
+    refusals reveal. At a refusal the server's allowance is short of the refused chunk by exactly
+    `retry_after_ms` worth of its rate, so between the resume times of the first and of the
+    latest refusal it let through exactly the bytes sent in between: their ratio is the rate
+    (the network's delay is the same at both ends and cancels out). Until a second refusal,
+    `size / wait` is used: an upper bound of the rate, which a second refusal soon corrects.
+    Pacing only saves resending; correctness rests on the rewinds alone.
+    """
+
+    def __init__(self) -> None:
+        self.rate: float | None = None
+        """Bytes per second, once known."""
+        self._first: tuple[float, int] | None = None
+        """(resume time, offset) of the first refusal."""
+        self._next = 0.0
+
+    def delay(self, now: float) -> float:
+        return max(0.0, self._next - now)
+
+    def sent(self, now: float, size: int) -> None:
+        if self.rate is not None:
+            self._next = max(self._next, now) + size / (self.rate * PACE_MARGIN)
+
+    def refused(self, now: float, offset: int, size: int, wait: float) -> None:
+        """The chunk of `size` bytes at `offset` was refused; it may go again in `wait` s."""
+        resume = now + wait
+        self._next = resume
+        if self._first is None:
+            self._first = (resume, offset)
+            self.rate = max(size, 1) / wait
+            return
+        first_resume, first_offset = self._first
+        if offset > first_offset and resume > first_resume:
+            self.rate = (offset - first_offset) / (resume - first_resume)
+
+
+class _FileReader:
+    """Reads a file for an upload in a worker thread, `READ_AHEAD` bytes at a time.
+
+    Each read opens the file anew: no handle is shared with a thread that may still be running
+    when the upload is cancelled.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._start = 0
+        self._block = memoryview(b"")
+
+    async def read(self, offset: int, count: int) -> memoryview:
+        end = offset + count
+        if not (self._start <= offset and end <= self._start + len(self._block)):
+            data = await asyncio.to_thread(_read_at, self._path, offset, max(count, READ_AHEAD))
+            self._start, self._block = offset, memoryview(data)
+        piece = self._block[offset - self._start : end - self._start]
+        if len(piece) != count:
+            raise OSError(f"{self._path} shrank while it was being uploaded")
+        return piece
+
+
+class _DiskSink:
+    """Where `download_to()` writes: a temporary file, batched writes in a worker thread."""
+
+    def __init__(self, temp: Path) -> None:
+        self.temp = temp
+        self._pending = bytearray()
+        self._committed = False
+
+    async def write(self, data: bytes) -> None:
+        self._pending += data
+        if len(self._pending) >= WRITE_BATCH:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        data, self._pending = bytes(self._pending), bytearray()
+        if data:
+            await asyncio.to_thread(_append_to, self.temp, data)
+
+    async def commit(self, path: Path) -> None:
+        await self._flush()
+        await asyncio.to_thread(_commit, self.temp, path)
+        self._committed = True
+
+    def discard(self) -> None:
+        """Remove the temporary file unless committed (synchronous: safe when cancelled)."""
+        if not self._committed:
+            try:
+                self.temp.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot remove %s: %s", self.temp, describe(exc))
+
+
+def _sha256(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _regular_file_size(path: Path) -> int:
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(f"{path} is not a regular file")
+    return info.st_size
+
+
+def _hash_file(path: Path) -> tuple[int, str]:
+    """(size, SHA-256) of the file's bytes as read now."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while block := fh.read(READ_AHEAD):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def _read_at(path: Path, offset: int, count: int) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        return fh.read(count)
+
+
+def _temp_beside(path: Path) -> Path:
+    """A new, empty, private file in `path`'s directory, for a download to `path`."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".part")
+    os.close(fd)
+    return Path(name)
+
+
+def _append_to(temp: Path, data: bytes) -> None:
+    # No O_CREAT: a write still running after the download was abandoned (and its file
+    # removed) must not bring the file back.
+    fd = os.open(temp, os.O_WRONLY | os.O_APPEND)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _commit(temp: Path, path: Path) -> None:
+    fd = os.open(temp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
 
 
 def _raise_error(frame: ServerFrame) -> ServerFrame:

@@ -51,6 +51,7 @@ from tlschat.protocol import (
     utc_timestamp,
 )
 from tlschat.server.auth import LoginThrottle, Passwords
+from tlschat.server.coalesce import Coalescer
 from tlschat.server.connection import RequestError, Session
 from tlschat.server.registry import Invitation, Registry, Room, User
 from tlschat.server.store import Store, StoredMessage
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
     from tlschat.config import ServerConfig
 
 log = logging.getLogger(__name__)
+
+ANNOUNCE_WINDOW = 0.05
+"""Seconds over which a room's `members` and public `room` events are coalesced."""
 
 
 class FileService(Protocol):
@@ -113,6 +117,8 @@ class Router:
         self.last_id = last_id
         self._send_lock = asyncio.Lock()
         """Held from a message's insert to its fan-out, so every client sees ids in order."""
+        self._members_news = Coalescer(ANNOUNCE_WINDOW)
+        self._room_news = Coalescer(ANNOUNCE_WINDOW)
         self._dirty: set[str] = set()
         """Registered users whose delivery mark changed since the last flush."""
         self.limits = Limits(
@@ -399,7 +405,9 @@ class Router:
             self.last_id = msg_id
             if meta is not None and f.file is not None:
                 # Every recipient, offline registered members too (their identity is their key).
-                identities = [u.identity if (u := self.registry.online(k)) else k for k in recipients]
+                identities = [
+                    u.identity if (u := self.registry.online(k)) else k for k in recipients
+                ]
                 if dm is not None:
                     identities.extend(dm)
                 await self.files.grant(f.file, identities)
@@ -515,8 +523,7 @@ class Router:
         )
         for nick, registered in invitees:
             await self._invite(room, user, nick, registered)
-        if room.public:
-            self.broadcast(RoomEvent(room=room.name, members=len(room.members)), self.everyone())
+        self._announce(room)
 
     async def _invitee(self, nick: str) -> tuple[str, bool]:
         """(nick as spelled, registered?) of an existing user, or `no_such_user`."""
@@ -607,11 +614,7 @@ class Router:
         self.reply(
             session, Joined(room=room.name, members=room.member_names(), public=room.public), ref
         )
-        self.broadcast(
-            Members(room=room.name, members=room.member_names()), self.sessions_of(room.members)
-        )
-        if room.public:
-            self.broadcast(RoomEvent(room=room.name, members=len(room.members)), self.everyone())
+        self._announce(room, members=True)
 
     async def leave(self, session: Session, f: Leave) -> None:
         user = session.user
@@ -627,15 +630,35 @@ class Router:
         self.registry.remove_member(room, nick)
         if room.members:
             await self.store.remove_member(room.key, name_key(nick))
-            self.broadcast(
-                Members(room=room.name, members=room.member_names()), self.sessions_of(room.members)
-            )
-        else:
-            self.registry.remove_room(room)
-            await self.store.delete_room(room.key)
-            log.info("room %s deleted: no members left", room.name)
+            self._announce(room, members=True)
+            return
+        self.registry.remove_room(room)
+        self._members_news.forget(room.key)
+        self._room_news.forget(room.key)
+        await self.store.delete_room(room.key)
+        log.info("room %s deleted: no members left", room.name)
+        if room.public:  # gone: said at once, never coalesced away
+            self.broadcast(RoomEvent(room=room.name, members=0), self.everyone())
+
+    def _announce(self, room: Room, *, members: bool = False) -> None:
+        """Tell the members who is in `room` and everyone how big a public room is: at once,
+        or coalesced with others of a burst (each event carries the state when it is sent)."""
+
+        def send_members() -> None:
+            if self.registry.rooms.get(room.key) is room:
+                frame = Members(room=room.name, members=room.member_names())
+                self.broadcast(frame, self.sessions_of(room.members))
+
+        def send_size() -> None:
+            if self.registry.rooms.get(room.key) is room:
+                self.broadcast(
+                    RoomEvent(room=room.name, members=len(room.members)), self.everyone()
+                )
+
+        if members:
+            self._members_news.announce(room.key, send_members)
         if room.public:
-            self.broadcast(RoomEvent(room=room.name, members=len(room.members)), self.everyone())
+            self._room_news.announce(room.key, send_size)
 
     async def rooms(self, session: Session, f: Any) -> None:
         user = session.user
