@@ -64,3 +64,26 @@ async def test_live_messages_during_replay_arrive_after_it_in_id_order(
     assert len(ids) == 400
     await alice.close()
     await bob.close()
+
+
+async def test_a_burst_of_joins_ends_with_one_complete_member_list(
+    server: Any, client_ctx: ssl.SSLContext
+) -> None:
+    """30 joins at once: the owner sees far fewer than 30 `members` frames, and the last one
+    lists everybody (coalesced, never lost)."""
+    owner = await Wire.open(server.port, client_ctx)
+    await owner.hello("owner")
+    await owner.request({"type": "create", "room": "burst", "public": True})
+    joiners = [await Wire.open(server.port, client_ctx) for _ in range(30)]
+    for i, wire in enumerate(joiners):
+        await wire.hello(f"j{i}")
+    for wire in joiners:
+        await wire.send({"type": "join", "room": "burst"})
+    lists = []
+    while not lists or len(lists[-1]) < 31:
+        frame = await owner.recv_type("members", 10)
+        lists.append(frame["members"])
+    assert sorted(lists[-1]) == sorted(["owner", *(f"j{i}" for i in range(30))])
+    assert len(lists) < 30
+    for wire in [owner, *joiners]:
+        await wire.close()
