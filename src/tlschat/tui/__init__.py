@@ -1,0 +1,1 @@
+"""The Textual terminal client: screens, widgets and the stylesheet; talks only to `tlschat.client`."""

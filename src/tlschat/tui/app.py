@@ -1,0 +1,530 @@
+"""The Textual app: owns the client, runs the one network worker and routes what it reports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.worker import Worker, WorkerState
+
+from tlschat import protocol
+from tlschat.client import ConnectionState, StateChanged, TrustError
+from tlschat.tui.messages import (
+    ConnectionStateChanged,
+    ConversationWanted,
+    HistoryLoaded,
+    InvitationDeclined,
+    InvitationReceived,
+    MembersChanged,
+    MessageReceived,
+    PresenceChanged,
+    PublicRoomChanged,
+    RoomJoined,
+    RoomLeft,
+    ServerSaidBye,
+    Welcomed,
+    translate,
+)
+from tlschat.tui.palette import ChatCommands
+from tlschat.tui.screens.connect import ConnectParams, ConnectScreen
+from tlschat.tui.screens.main import MainScreen
+from tlschat.tui.screens.trust import HostChangedScreen, TrustDialog
+from tlschat.tui.state import ChatState, Invitation, fold, room_address
+
+AskTrust = Callable[[str, int, str], Awaitable[bool]]
+"""`(host, port, fingerprint) -> trust it?`: what `tlschat.client.Trust(ask=...)` calls."""
+
+
+class ChatClientLike(Protocol):
+    """The part of `tlschat.client.ChatClient` the TUI uses (tests pass a fake with this surface)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def nick(self) -> str: ...
+    @property
+    def tls_version(self) -> str | None: ...
+    @property
+    def cipher(self) -> str | None: ...
+
+    async def connect(self) -> protocol.Welcome: ...
+    async def close(self) -> None: ...
+    def events(self) -> AsyncIterator[Any]: ...
+    async def send_message(self, to: str, text: str) -> protocol.Message: ...
+    async def history(
+        self, with_: str, before: int | None = None, limit: int = 50
+    ) -> protocol.History: ...
+    async def create_room(
+        self, room: str, *, public: bool = False, invite: Sequence[str] = ()
+    ) -> protocol.Joined: ...
+    async def invite(self, room: str, nick: str) -> None: ...
+    async def accept(self, room: str) -> protocol.Joined: ...
+    async def decline(self, room: str) -> None: ...
+    async def join(self, room: str) -> protocol.Joined: ...
+    async def leave(self, room: str) -> protocol.Left: ...
+
+
+ClientFactory = Callable[[ConnectParams, AskTrust], ChatClientLike]
+"""Builds a client for the connect screen's parameters; `AskTrust` goes into its `Trust(ask=...)`."""
+
+HELLO_ERRORS = {
+    "nick_taken": "That nick is in use right now. Pick another one.",
+    "auth_failed": "Wrong password for this nick.",
+    "auth_required": "This nick is registered (or the server admits no guests): enter its password.",
+    "nick_invalid": "A nick is 1-32 of A-Z a-z 0-9 _ - . and starts with a letter, digit or _.",
+    "version_unsupported": "The server does not speak this version of the protocol.",
+    "rate_limited": "Too many attempts: wait a minute and try again.",
+}
+"""What a refused `hello` means, in the user's words (PROTOCOL.md "Session")."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a failure: never a traceback."""
+    if isinstance(exc, protocol.RequestFailed):
+        return f"{exc.message} ({exc.code})" if exc.message else exc.code
+    if isinstance(exc, TimeoutError):
+        return "no answer from the server (timed out)"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    return str(exc) or type(exc).__name__
+
+
+class ChatApp(App[int]):
+    """tlschat's terminal client. Inject `client=` (tests) or `client_factory=` (the real one)."""
+
+    CSS_PATH = Path(__file__).with_name("chat.tcss")
+    """Absolute, so that subclasses elsewhere (tests) find it too."""
+    TITLE = "tlschat"
+    COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {ChatCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        client: ChatClientLike | None = None,
+        *,
+        client_factory: ClientFactory | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        nick: str | None = None,
+        password: str | None = None,
+        tz: tzinfo | None = None,
+        cursor_blink: bool = True,
+        theme: str | None = None,
+    ) -> None:
+        super().__init__()
+        if client is None and client_factory is None:
+            raise ValueError("ChatApp needs a client or a client_factory")
+        self.client = client
+        """The connection; None until the connect screen has what it needs."""
+        self.client_factory = client_factory
+        self.tz = tz
+        """Zone for timestamps; None is the local zone (tests pin one)."""
+        self.cursor_blink = cursor_blink
+        """False in snapshot tests, so screenshots do not depend on the blink phase."""
+        if theme is not None:
+            self.theme = theme
+        self.state = ChatState()
+        self.main: MainScreen | None = None
+        self.connect_screen: ConnectScreen | None = None
+        self._params: ConnectParams | None = None
+        if client is not None:
+            self._params = ConnectParams(client.host, client.port, client.nick, password)
+        elif host is not None and port is not None and nick is not None:
+            self._params = ConnectParams(host, port, nick, password)
+        self._prefill = (host, port, nick, password)
+        self._invitations: deque[Invitation] = deque()
+        """Fresh invitations waiting to be shown in the notification bar, oldest first."""
+        self._welcomed = False
+        self._attempts = 0
+
+    # --- start-up and connecting ---------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        host, port, nick, password = self._prefill
+        if self._params is not None:
+            host, port, nick = self._params.host, self._params.port, self._params.nick
+        address = "" if host is None else ConnectParams(host, port or 7700, "").address
+        self.connect_screen = ConnectScreen(
+            address=address, nick=nick or "", password=password or ""
+        )
+        self.push_screen(self.connect_screen)
+        if self._params is not None:
+            self.call_after_refresh(self._start, self._params)
+
+    @on(ConnectScreen.Submitted)
+    async def _connect_submitted(self, event: ConnectScreen.Submitted) -> None:
+        await self._start(event.params)
+
+    async def _start(self, params: ConnectParams) -> None:
+        """Connect with `params` (a new client from the factory, or the injected one again)."""
+        if self.connect_screen is not None and self.connect_screen.is_mounted:
+            self.connect_screen.set_busy(True, params.address)
+        if self.client_factory is not None and (self.client is None or self._attempts > 0):
+            # Every attempt gets a fresh client, so that nothing of a failed one carries over.
+            old, self.client = self.client, None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.close()
+            self.client = self.client_factory(params, self.ask_trust)
+        self._attempts += 1
+        self._params = params
+        assert self.client is not None
+        self.run_client(self.client)
+
+    async def ask_trust(self, host: str, port: int, fingerprint: str) -> bool:
+        """Show the fingerprint and wait for the user's answer (callable from any task)."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def answered(trusted: bool | None) -> None:
+            if not answer.done():
+                answer.set_result(bool(trusted))
+
+        self.push_screen(TrustDialog(host, port, fingerprint), answered)
+        return await answer
+
+    @work(exclusive=True, group="net", exit_on_error=False)
+    async def run_client(self, client: ChatClientLike) -> None:
+        """The one network worker: log in, then turn every event into an App message."""
+        welcome = await client.connect()
+        self.post_message(Welcomed(welcome))
+        async for event in client.events():
+            if isinstance(event, StateChanged):
+                self.post_message(
+                    ConnectionStateChanged(str(event.state), event.detail, event.retry_in)
+                )
+                continue
+            message = translate(event)
+            if message is not None:
+                self.post_message(message)
+        self.post_message(ConnectionStateChanged(str(ConnectionState.CLOSED)))
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures are shown: in place, as a dialog, or as a notification."""
+        if event.state is not WorkerState.ERROR:
+            return
+        worker = event.worker
+        error = worker.error
+        if error is None:
+            return
+        if worker.group == "net":
+            self._connection_failed(error)
+        else:
+            self.notify(
+                f"{worker.name or 'request'}: {describe_error(error)}",
+                title="Failed",
+                severity="error",
+                markup=False,
+            )
+
+    def _connection_failed(self, error: BaseException) -> None:
+        if isinstance(error, TrustError) and error.reason == "changed":
+            screen = HostChangedScreen(
+                error.host, error.port, error.fingerprint, error.known, error.known_hosts
+            )
+            self.push_screen(screen)
+            return
+        if isinstance(error, TrustError):
+            text = f"Not connected: the server's certificate was not trusted (SHA-256 {error.fingerprint})."
+        elif isinstance(error, protocol.RequestFailed):
+            text = HELLO_ERRORS.get(error.code, describe_error(error))
+        elif isinstance(error, OSError | protocol.TlsChatError):
+            where = self._params.address if self._params else "the server"
+            text = f"Cannot connect to {where}: {describe_error(error)}"
+        else:
+            text = f"Unexpected error: {describe_error(error)}"
+        if not self._welcomed:
+            self._show_connect_error(text)
+        else:
+            if self.main is not None:
+                self.main.status.show(state="closed", detail=describe_error(error))
+            self.notify(text, title="Disconnected", severity="error", markup=False, timeout=15)
+
+    def _show_connect_error(self, text: str) -> None:
+        screen = self.connect_screen
+        if screen is not None and screen.is_mounted:
+            screen.show_error(text)
+        elif self.main is None:
+            self.connect_screen = ConnectScreen(error=text)
+            self.push_screen(self.connect_screen)
+        else:
+            self.notify(text, severity="error", markup=False)
+
+    async def action_quit(self) -> None:
+        """Close the connection politely, then exit."""
+        client = self.client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await client.close()
+        self.exit(return_code=0)
+
+    # --- what the network worker reports -------------------------------------------------------
+
+    @on(Welcomed)
+    async def _welcomed_event(self, event: Welcomed) -> None:
+        fresh = self.state.apply_welcome(event.welcome)
+        self._welcomed = True
+        if self.main is None:
+            self.main = MainScreen(self.state)
+            self.connect_screen = None
+            # Wait until the main screen is up: the messages after `welcome` go into its panes.
+            await self.switch_screen(self.main)
+            await self.main.ready.wait()
+        else:
+            self.main.welcomed()
+        self._show_status(state=str(ConnectionState.CONNECTED))
+        for invitation in fresh:
+            self._queue_invitation(invitation)
+        self._show_next_invitation()
+
+    def _show_status(self, **changes: Any) -> None:
+        if self.main is None or self.client is None:
+            return
+        client = self.client
+        tls = " ".join(part for part in (client.tls_version, client.cipher) if part)
+        server = self._params.address if self._params else f"{client.host}:{client.port}"
+        self.main.status.show(server=server, tls=tls, nick=self.state.me, **changes)
+
+    @on(ConnectionStateChanged)
+    def _connection_state(self, event: ConnectionStateChanged) -> None:
+        if self.main is None:
+            return
+        detail = "" if event.state == ConnectionState.CONNECTED else event.detail
+        self._show_status(state=event.state, detail=detail, retry_in=event.retry_in)
+
+    @on(MessageReceived)
+    async def _message(self, event: MessageReceived) -> None:
+        message = event.message
+        self.state.note_user(message.from_)
+        if self.main is not None:
+            await self.main.deliver(message)
+
+    @on(PresenceChanged)
+    def _presence(self, event: PresenceChanged) -> None:
+        self.state.set_online(event.nick, event.online)
+        if self.main is not None:
+            self.main.presence_changed()
+
+    @on(InvitationReceived)
+    def _invited(self, event: InvitationReceived) -> None:
+        if not self.state.add_invite(event.room, event.by, event.members):
+            return
+        self.bell()
+        invitation = self.state.invites[fold(event.room)]
+        self._queue_invitation(invitation)
+        self._show_next_invitation()
+        if self.main is not None:
+            self.main.refresh_sidebar()
+
+    @on(RoomJoined)
+    async def _joined(self, event: RoomJoined) -> None:
+        self.state.join(event.room, event.members, event.public)
+        self._forget_invitation(event.room)
+        if self.main is not None:
+            await self.main.open_conversation(room_address(event.room), activate=False)
+            self.main.members_changed(event.room)
+
+    @on(MembersChanged)
+    def _members(self, event: MembersChanged) -> None:
+        before = {fold(m) for m in self.state.members_of(event.room)}
+        self.state.set_members(event.room, event.members)
+        if self.main is None:
+            return
+        self.main.members_changed(event.room)
+        address = room_address(event.room)
+        after = {fold(m): m for m in event.members}
+        for key, nick in after.items():
+            if key not in before and before and not self.state.is_me(nick):
+                self.main.add_notice(address, f"{nick} joined")
+        for key in before - after.keys():
+            self.main.add_notice(address, f"{self.state.display_nick(key)} left")
+
+    @on(InvitationDeclined)
+    def _declined(self, event: InvitationDeclined) -> None:
+        text = f"{event.nick} declined the invitation to #{event.room}"
+        self.notify(text, markup=False)
+        if self.main is not None:
+            self.main.add_notice(room_address(event.room), text)
+
+    @on(PublicRoomChanged)
+    def _public_room(self, event: PublicRoomChanged) -> None:
+        self.state.set_public(event.room, event.members)
+        if self.main is not None:
+            self.main.refresh_sidebar()
+
+    @on(RoomLeft)
+    async def _left(self, event: RoomLeft) -> None:
+        if not self.state.is_member(event.room):
+            return
+        self.state.leave(event.room)
+        if self.main is not None:
+            await self.main.close_conversation(room_address(event.room))
+            self.main.refresh_sidebar()
+        self.notify(f"You left #{event.room}.", markup=False)
+
+    @on(ServerSaidBye)
+    def _bye(self, event: ServerSaidBye) -> None:
+        reason = f": {event.reason}" if event.reason else ""
+        self.notify(
+            f"The server is closing{reason}. Reconnecting…", severity="warning", markup=False
+        )
+
+    @on(HistoryLoaded)
+    def _history(self, event: HistoryLoaded) -> None:
+        if self.main is not None:
+            self.main.history_loaded(event.address, event.messages, event.more, event.failed)
+
+    @on(ConversationWanted)
+    async def _conversation_wanted(self, event: ConversationWanted) -> None:
+        if self.main is not None:
+            await self.main.open_conversation(event.address, activate=event.activate)
+
+    # --- invitations ---------------------------------------------------------------------------
+
+    def _queue_invitation(self, invitation: Invitation) -> None:
+        if all(fold(i.room) != fold(invitation.room) for i in self._invitations):
+            self._invitations.append(invitation)
+
+    def _forget_invitation(self, room: str) -> None:
+        self.state.drop_invite(room)
+        self._invitations = deque(i for i in self._invitations if fold(i.room) != fold(room))
+        self._show_next_invitation()
+
+    def _show_next_invitation(self) -> None:
+        # Skip those answered meanwhile (from another session of ours, say).
+        while self._invitations and fold(self._invitations[0].room) not in self.state.invites:
+            self._invitations.popleft()
+        if self.main is not None:
+            self.main.show_invitation(self._invitations[0] if self._invitations else None)
+            self.main.refresh_sidebar()
+
+    def answer_invitation(self, room: str, answer: str) -> None:
+        """Answer with `accept`, `decline` or `later` (hide the notification; it stays listed)."""
+        if answer == "later":
+            self._invitations = deque(i for i in self._invitations if fold(i.room) != fold(room))
+            self._show_next_invitation()
+            return
+        client = self._client()
+
+        async def accept() -> None:
+            joined = await client.accept(room)
+            self.post_message(RoomJoined(joined.room, joined.members, joined.public))
+            self.post_message(ConversationWanted(room_address(joined.room)))
+
+        async def decline() -> None:
+            await client.decline(room)
+            self._forget_invitation(room)
+            if self.main is not None:
+                self.main.refresh_sidebar()
+
+        if answer == "accept":
+            self._request(accept(), f"accept #{room}")
+        else:
+            self._request(decline(), f"decline #{room}")
+
+    # --- requests (each in its own worker; failures become notifications) -----------------------
+
+    def _client(self) -> ChatClientLike:
+        if self.client is None:
+            raise RuntimeError("not connected")
+        return self.client
+
+    def _request(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        self.run_worker(work, name=name, group="request", exit_on_error=False)
+
+    def request_send(self, to: str, text: str) -> None:
+        client = self._client()
+
+        async def send() -> None:
+            await client.send_message(to, text)  # the echo arrives through events()
+
+        self._request(send(), f"send to {to}")
+
+    def request_create(self, room: str, invite: Sequence[str] = ()) -> None:
+        client = self._client()
+
+        async def create() -> None:
+            joined = await client.create_room(room, invite=tuple(invite))
+            self.post_message(RoomJoined(joined.room, joined.members, joined.public))
+            self.post_message(ConversationWanted(room_address(joined.room)))
+
+        self._request(create(), f"create #{room}")
+
+    def request_invite(self, room: str, nick: str) -> None:
+        client = self._client()
+
+        async def invite() -> None:
+            await client.invite(room, nick)
+            self.notify(f"Invited {nick} to #{room}.", markup=False)
+
+        self._request(invite(), f"invite {nick}")
+
+    def request_join(self, room: str) -> None:
+        client = self._client()
+
+        async def join() -> None:
+            joined = await client.join(room)
+            self.post_message(RoomJoined(joined.room, joined.members, joined.public))
+            self.post_message(ConversationWanted(room_address(joined.room)))
+
+        self._request(join(), f"join #{room}")
+
+    def request_leave(self, room: str) -> None:
+        client = self._client()
+
+        async def leave() -> None:
+            left = await client.leave(room)
+            self.post_message(RoomLeft(left.room))
+
+        self._request(leave(), f"leave #{room}")
+
+    def request_history(self, address: str, before: int | None) -> None:
+        client = self._client()
+
+        async def load() -> None:
+            try:
+                history = await client.history(address, before=before)
+            except BaseException:
+                self.post_message(HistoryLoaded(address, (), True, failed=True))
+                raise
+            self.post_message(HistoryLoaded(address, history.messages, history.more))
+
+        self._request(load(), f"history of {address}")
+
+
+def run_tui(
+    *,
+    host: str | None,
+    port: int | None,
+    nick: str | None,
+    cafile: Path | None = None,
+    password: str | None = None,
+) -> int:
+    """`tlschat tui`: run the app against a real server; the exit code for the shell."""
+    from tlschat.client import ChatClient, Trust
+
+    def factory(params: ConnectParams, ask: AskTrust) -> ChatClientLike:
+        return ChatClient(
+            params.host,
+            params.port,
+            params.nick,
+            password=params.password,
+            trust=Trust(cafile=cafile, ask=ask),
+        )
+
+    app = ChatApp(client_factory=factory, host=host, port=port, nick=nick, password=password)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,167 @@
+"""App-level Textual messages: facts the network worker reports, posted to the App and routed down."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from tlschat import protocol
+
+
+class Welcomed(Message):
+    """The server accepted our `hello` (first connect, or again after a reconnect)."""
+
+    def __init__(self, welcome: protocol.Welcome) -> None:
+        super().__init__()
+        self.welcome = welcome
+
+
+class MessageReceived(Message):
+    """A chat message arrived: someone else's, or the echo of one of ours."""
+
+    def __init__(self, message: protocol.Message) -> None:
+        super().__init__()
+        self.message = message
+
+
+class PresenceChanged(Message):
+    """A user's first session started or last session ended."""
+
+    def __init__(self, nick: str, online: bool) -> None:
+        super().__init__()
+        self.nick = nick
+        self.online = online
+
+    def can_replace(self, message: Message) -> bool:
+        # A flapping user: only the latest state of the same nick matters.
+        return (
+            isinstance(message, PresenceChanged) and message.nick.casefold() == self.nick.casefold()
+        )
+
+
+class InvitationReceived(Message):
+    """Someone invited us to a group."""
+
+    def __init__(self, room: str, by: str, members: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.room = room
+        self.by = by
+        self.members = members
+
+
+class RoomJoined(Message):
+    """We are now a member of a group (created, accepted or joined)."""
+
+    def __init__(self, room: str, members: tuple[str, ...], public: bool) -> None:
+        super().__init__()
+        self.room = room
+        self.members = members
+        self.public = public
+
+
+class MembersChanged(Message):
+    """A group we are in has a new member list."""
+
+    def __init__(self, room: str, members: tuple[str, ...]) -> None:
+        super().__init__()
+        self.room = room
+        self.members = members
+
+
+class InvitationDeclined(Message):
+    """Someone declined our invitation."""
+
+    def __init__(self, room: str, nick: str) -> None:
+        super().__init__()
+        self.room = room
+        self.nick = nick
+
+
+class PublicRoomChanged(Message):
+    """A public group appeared or changed size (`members == 0`: it is gone)."""
+
+    def __init__(self, room: str, members: int) -> None:
+        super().__init__()
+        self.room = room
+        self.members = members
+
+
+class RoomLeft(Message):
+    """We are no longer a member of a group."""
+
+    def __init__(self, room: str) -> None:
+        super().__init__()
+        self.room = room
+
+
+class ServerSaidBye(Message):
+    """The server is shutting down; the client library reconnects by itself."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class ConnectionStateChanged(Message):
+    """The connection moved to another state (see `tlschat.client.ConnectionState`)."""
+
+    def __init__(self, state: str, detail: str = "", retry_in: float | None = None) -> None:
+        super().__init__()
+        self.state = state
+        self.detail = detail
+        self.retry_in = retry_in
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ConnectionStateChanged)
+
+
+class HistoryLoaded(Message):
+    """Older messages of one conversation arrived (or the request failed: `failed`)."""
+
+    def __init__(
+        self,
+        address: str,
+        messages: tuple[protocol.Message, ...],
+        more: bool,
+        *,
+        failed: bool = False,
+    ) -> None:
+        super().__init__()
+        self.address = address
+        self.messages = messages
+        self.more = more
+        self.failed = failed
+
+
+class ConversationWanted(Message):
+    """Open (and show) the pane of `@nick` or `#room`, e.g. after a request succeeded."""
+
+    def __init__(self, address: str, activate: bool = True) -> None:
+        super().__init__()
+        self.address = address
+        self.activate = activate
+
+
+def translate(frame: object) -> Message | None:
+    """The App message for one pushed server frame, or None for frames the UI ignores."""
+    match frame:
+        case protocol.Message():
+            return MessageReceived(frame)
+        case protocol.Presence(nick=nick, online=online):
+            return PresenceChanged(nick, online)
+        case protocol.Invited(room=room, by=by, members=members):
+            return InvitationReceived(room, by, members)
+        case protocol.Joined(room=room, members=members, public=public):
+            return RoomJoined(room, members, public)
+        case protocol.Members(room=room, members=members):
+            return MembersChanged(room, members)
+        case protocol.Declined(room=room, nick=nick):
+            return InvitationDeclined(room, nick)
+        case protocol.RoomEvent(room=room, members=count):
+            return PublicRoomChanged(room, count)
+        case protocol.Left(room=room):
+            return RoomLeft(room)
+        case protocol.Bye(reason=reason):
+            return ServerSaidBye(reason)
+        case protocol.Welcome():
+            return Welcomed(frame)
+    return None

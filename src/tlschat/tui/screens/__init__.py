@@ -1,0 +1,1 @@
+"""Screens of the terminal client: connect, main, trust prompts and small dialogs."""

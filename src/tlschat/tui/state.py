@@ -1,0 +1,198 @@
+"""What the terminal client knows: users, groups, invitations and unread counts; plain data, no widgets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tlschat.protocol import Message, Welcome
+
+
+def fold(name: str) -> str:
+    """The identity of a nick or room: names compare case-insensitively (PROTOCOL.md)."""
+    return name.casefold()
+
+
+def conversation_key(address: str) -> str:
+    """`@Bob` and `@bob` are one conversation: the kind character plus the folded name."""
+    return address[:1] + fold(address[1:])
+
+
+def dm_address(nick: str) -> str:
+    return f"@{nick}"
+
+
+def room_address(room: str) -> str:
+    return f"#{room}"
+
+
+@dataclass
+class User:
+    nick: str
+    """As the server spells it (first written)."""
+    online: bool
+
+
+@dataclass
+class Room:
+    name: str
+    members: tuple[str, ...] = ()
+    public: bool = False
+
+
+@dataclass(frozen=True)
+class Invitation:
+    room: str
+    by: str
+    members: tuple[str, ...] = ()
+
+
+@dataclass
+class ChatState:
+    """The client's picture of the server, kept up to date from `welcome` and pushed frames."""
+
+    me: str = ""
+    """Our nick as the server spells it (`welcome.nick`)."""
+    users: dict[str, User] = field(default_factory=dict)
+    rooms: dict[str, Room] = field(default_factory=dict)
+    """Groups we are a member of."""
+    public_rooms: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Public groups the server announced: folded name -> (name, member count)."""
+    invites: dict[str, Invitation] = field(default_factory=dict)
+    """Pending invitations, by folded room name."""
+    unread: dict[str, int] = field(default_factory=dict)
+    """Unread message counts by conversation key."""
+
+    # --- identity and addressing -------------------------------------------------------------
+
+    def is_me(self, nick: str) -> bool:
+        return fold(nick) == fold(self.me)
+
+    def conversation_of(self, message: Message) -> str:
+        """The address a message is filed under: the group, or the OTHER party of a DM.
+
+        A DM keeps `to` as written in every copy (PROTOCOL.md "Messages"), so alice's message
+        to `@bob` is filed under `@alice` in bob's client and under `@bob` in alice's.
+        """
+        if message.to.startswith("#"):
+            return message.to
+        if self.is_me(message.from_):
+            return message.to  # our own message (or a note to self)
+        return dm_address(message.from_)
+
+    # --- welcome -----------------------------------------------------------------------------
+
+    def apply_welcome(self, welcome: Welcome) -> list[Invitation]:
+        """Replace what we know with `welcome`; return the invitations we had not seen before."""
+        self.me = welcome.nick
+        self.users = {fold(u.nick): User(u.nick, u.online) for u in welcome.users}
+        self.rooms = {fold(r.room): Room(r.room, r.members, r.public) for r in welcome.rooms}
+        self.public_rooms = {fold(p.room): (p.room, p.members) for p in welcome.public_rooms}
+        fresh: list[Invitation] = []
+        invites: dict[str, Invitation] = {}
+        for info in welcome.invites:
+            key = fold(info.room)
+            old = self.invites.get(key)
+            invites[key] = old if old is not None else Invitation(info.room, info.by)
+            if old is None:
+                fresh.append(invites[key])
+        self.invites = invites
+        return fresh
+
+    # --- users -------------------------------------------------------------------------------
+
+    def set_online(self, nick: str, online: bool) -> None:
+        user = self.users.get(fold(nick))
+        if user is None:
+            self.users[fold(nick)] = User(nick, online)
+        else:
+            user.online = online
+
+    def note_user(self, nick: str) -> None:
+        """Remember a nick we heard from (a DM, a member list) without changing its presence."""
+        if fold(nick) not in self.users:
+            self.users[fold(nick)] = User(nick, False)
+
+    def is_online(self, nick: str) -> bool:
+        user = self.users.get(fold(nick))
+        return user is not None and user.online
+
+    def display_nick(self, nick: str) -> str:
+        """The nick as the server spells it, when we know it."""
+        user = self.users.get(fold(nick))
+        return user.nick if user is not None else nick
+
+    def sorted_users(self) -> list[User]:
+        """Others first by presence (online first), then by name; we are not listed."""
+        others = [u for u in self.users.values() if not self.is_me(u.nick)]
+        return sorted(others, key=lambda u: (not u.online, fold(u.nick)))
+
+    # --- groups ------------------------------------------------------------------------------
+
+    def join(self, room: str, members: Iterable[str], public: bool) -> None:
+        self.rooms[fold(room)] = Room(room, tuple(members), public)
+        self.invites.pop(fold(room), None)
+        for nick in self.rooms[fold(room)].members:
+            self.note_user(nick)
+
+    def set_members(self, room: str, members: Iterable[str]) -> None:
+        current = self.rooms.get(fold(room))
+        if current is None:
+            self.rooms[fold(room)] = Room(room, tuple(members))
+        else:
+            current.members = tuple(members)
+        for nick in members:
+            self.note_user(nick)
+
+    def members_of(self, room: str) -> tuple[str, ...]:
+        current = self.rooms.get(fold(room))
+        return current.members if current is not None else ()
+
+    def is_member(self, room: str) -> bool:
+        return fold(room) in self.rooms
+
+    def leave(self, room: str) -> None:
+        self.rooms.pop(fold(room), None)
+        self.unread.pop(conversation_key(room_address(room)), None)
+
+    def set_public(self, room: str, count: int) -> None:
+        if count <= 0:
+            self.public_rooms.pop(fold(room), None)
+        else:
+            self.public_rooms[fold(room)] = (room, count)
+
+    def joinable_public_rooms(self) -> list[tuple[str, int]]:
+        """Public groups we are not in yet, by name."""
+        rooms = [v for k, v in self.public_rooms.items() if k not in self.rooms]
+        return sorted(rooms, key=lambda item: fold(item[0]))
+
+    def invite_candidates(self, room: str) -> list[str]:
+        """Users we know of who are not members of `room` yet (online first), never ourselves."""
+        members = {fold(m) for m in self.members_of(room)}
+        return [u.nick for u in self.sorted_users() if fold(u.nick) not in members]
+
+    # --- invitations -------------------------------------------------------------------------
+
+    def add_invite(self, room: str, by: str, members: Iterable[str] = ()) -> bool:
+        """Record an invitation; False if it was already pending."""
+        key = fold(room)
+        fresh = key not in self.invites
+        self.invites[key] = Invitation(room, by, tuple(members))
+        self.note_user(by)
+        return fresh
+
+    def drop_invite(self, room: str) -> None:
+        self.invites.pop(fold(room), None)
+
+    # --- unread ------------------------------------------------------------------------------
+
+    def mark_unread(self, address: str) -> int:
+        key = conversation_key(address)
+        self.unread[key] = self.unread.get(key, 0) + 1
+        return self.unread[key]
+
+    def clear_unread(self, address: str) -> None:
+        self.unread.pop(conversation_key(address), None)
+
+    def unread_for(self, address: str) -> int:
+        return self.unread.get(conversation_key(address), 0)

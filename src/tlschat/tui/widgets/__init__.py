@@ -1,0 +1,1 @@
+"""Widgets of the terminal client; none of them touches the network."""

@@ -1,0 +1,75 @@
+"""A conversation pane: the message log and, for a group, its live member list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import tzinfo
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import OptionList, TabPane
+from textual.widgets.option_list import Option
+
+from tlschat.tui.ids import address_pane_id, pane_id
+from tlschat.tui.widgets.message_log import MessageLog
+from tlschat.tui.widgets.sidebar import presence_dot
+
+
+def pane_title(address: str, unread: int = 0) -> Content:
+    """`@alice` / `#room`, with the unread count when there is one (literal text, never markup)."""
+    if unread:
+        return Content.assemble(address, Content.styled(f" ({unread})", "bold $text-warning"))
+    return Content(address)
+
+
+class MemberList(OptionList):
+    """A group's members with presence dots; Enter on one opens a DM with them."""
+
+    class Picked(Message):
+        def __init__(self, nick: str) -> None:
+            super().__init__()
+            self.nick = nick
+
+    def __init__(self, *, classes: str | None = None) -> None:
+        super().__init__(classes=classes)
+        self._nicks: dict[str, str] = {}
+
+    def show(self, members: Iterable[str], online: dict[str, bool], me: str) -> None:
+        names = sorted(members, key=lambda n: (not online.get(n.casefold(), False), n.casefold()))
+        options = []
+        for nick in names:
+            label = Content.assemble(presence_dot(online.get(nick.casefold(), False)), " ", nick)
+            if nick.casefold() == me.casefold():
+                label = label.append(Content.styled(" (you)", "$text-muted"))
+            options.append(Option(label, id=pane_id("member", nick)))
+        self._nicks = {pane_id("member", n): n for n in names}
+        self.set_options(options)
+        self.border_title = f"Members ({len(names)})"
+
+    @on(OptionList.OptionSelected)
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        nick = self._nicks.get(event.option_id or "")
+        if nick is not None:
+            self.post_message(self.Picked(nick))
+
+
+class ConversationPane(TabPane):
+    """One tab: `@nick` (a DM filed under the other party) or `#room` (a group)."""
+
+    def __init__(self, address: str, *, me: str, tz: tzinfo | None = None) -> None:
+        super().__init__(pane_title(address), id=address_pane_id(address))
+        self.address = address
+        self.is_group = address.startswith("#")
+        self.log_view = MessageLog(address, me=me, tz=tz)
+        self.member_list = MemberList(classes="members") if self.is_group else None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="conversation-body"):
+            yield self.log_view
+            # The image viewer (a later issue) docks here, beside or over the log.
+            if self.member_list is not None:
+                yield self.member_list

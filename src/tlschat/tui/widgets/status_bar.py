@@ -1,0 +1,83 @@
+"""The status line: connection state, server, TLS version and cipher, and our nick."""
+
+from __future__ import annotations
+
+import time
+
+from textual.content import Content
+from textual.timer import Timer
+from textual.widgets import Static
+
+
+class StatusBar(Static):
+    """One line at the top of the main screen. Set it with `show()`; it counts down reconnects."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.state = "connecting"
+        """A `ConnectionState` value."""
+        self.detail = ""
+        self.server = ""
+        self.tls = ""
+        self.nick = ""
+        self._retry_at: float | None = None
+        self._timer: Timer | None = None
+
+    def on_mount(self) -> None:
+        self._redraw()
+
+    def show(
+        self,
+        *,
+        state: str | None = None,
+        detail: str | None = None,
+        retry_in: float | None = None,
+        server: str | None = None,
+        tls: str | None = None,
+        nick: str | None = None,
+    ) -> None:
+        """Update what changed (None leaves a field as it is)."""
+        if state is not None:
+            self.state = state
+            self._retry_at = time.monotonic() + retry_in if retry_in is not None else None
+            self.set_class(state == "connected", "-connected")
+            self.set_class(state in ("reconnecting", "connecting", "disconnected"), "-degraded")
+            self.set_class(state == "closed", "-closed")
+        if detail is not None:
+            self.detail = detail
+        if server is not None:
+            self.server = server
+        if tls is not None:
+            self.tls = tls
+        if nick is not None:
+            self.nick = nick
+        if self._retry_at is not None and self._timer is None and self.is_mounted:
+            self._timer = self.set_interval(1.0, self._redraw)
+        self._redraw()
+
+    def state_text(self) -> str:
+        """`connected`, `reconnecting in 3s`, `closed`..."""
+        if self.state == "reconnecting":
+            if self._retry_at is None:
+                return "reconnecting…"
+            left = max(0, round(self._retry_at - time.monotonic()))
+            return f"reconnecting in {left}s" if left else "reconnecting…"
+        if self.state == "connecting":
+            return "connecting…"
+        return self.state
+
+    def _redraw(self) -> None:
+        if self._retry_at is None and self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        dot = "●" if self.state == "connected" else "○" if self.state == "closed" else "◌"
+        parts: list[Content | str | tuple[str, str]] = [(f" {dot} {self.state_text()}", "bold")]
+        if self.detail and self.state != "connected":
+            parts.append((f" ({self.detail})", ""))
+        if self.server:
+            parts += ["  ", (self.server, "")]
+        if self.tls:
+            parts += ["  ", (self.tls, "")]
+        if self.nick:
+            parts += ["  as ", (self.nick, "bold")]
+        self.update(Content.assemble(*parts))

@@ -1,0 +1,190 @@
+"""A stand-in for `tlschat.client.ChatClient` with the same surface: no sockets, scripted by tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from tlschat import protocol
+from tlschat.client import ConnectionState, StateChanged, TrustError
+
+LIMITS = protocol.Limits(max_frame=65536, max_text=4000, max_upload=10 * 1024 * 1024, chunk=32768)
+
+
+def stamp(minute: int) -> str:
+    """A fixed UTC timestamp: 2026-11-26 12:MM (tests pin the zone to UTC)."""
+    return f"2026-11-26T{12 + minute // 60:02d}:{minute % 60:02d}:00.000Z"
+
+
+class FakeClient:
+    """Records every request in `calls`; `push()` feeds `events()`; `fail[method]` makes a request raise."""
+
+    def __init__(
+        self,
+        nick: str = "bob",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 7700,
+        users: Iterable[tuple[str, bool]] = (),
+        rooms: Iterable[tuple[str, Sequence[str]]] = (),
+        invites: Iterable[tuple[str, str]] = (),
+        public_rooms: Iterable[tuple[str, int]] = (),
+        connect_errors: Iterable[BaseException] = (),
+        ask: Callable[[str, int, str], Awaitable[bool]] | None = None,
+        fingerprint: str = ":".join(["AB"] * 32),
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.nick = nick
+        self.tls_version: str | None = "TLSv1.3"
+        self.cipher: str | None = "TLS_AES_256_GCM_SHA384"
+        self.server_fingerprint: str | None = None
+        self.ask = ask
+        """Like `Trust(ask=...)`: when set, `connect()` asks about `fingerprint` first."""
+        self.fingerprint = fingerprint
+        self.state = ConnectionState.DISCONNECTED
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail: dict[str, BaseException] = {}
+        self.connect_errors = list(connect_errors)
+        self.store: dict[str, list[protocol.Message]] = {}
+        """Messages by conversation, as `history()` serves them."""
+        self.members: dict[str, list[str]] = {room.casefold(): list(m) for room, m in rooms}
+        self.welcome = protocol.Welcome(
+            nick=nick,
+            server="tlschat/0.1.0",
+            limits=LIMITS,
+            users=tuple(protocol.UserInfo(nick=n, online=o) for n, o in [(nick, True), *users]),
+            rooms=tuple(protocol.RoomInfo(room=r, members=tuple(m)) for r, m in rooms),
+            public_rooms=tuple(protocol.PublicRoomInfo(room=r, members=c) for r, c in public_rooms),
+            invites=tuple(protocol.InviteInfo(room=r, by=b) for r, b in invites),
+            last_id=0,
+        )
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._next_id = 1
+        self._minute = 0
+
+    # --- test helpers ------------------------------------------------------------------------
+
+    def push(self, *events: Any) -> None:
+        for event in events:
+            self._queue.put_nowait(event)
+
+    def end(self) -> None:
+        """`events()` ends (the client closed for good)."""
+        self._queue.put_nowait(None)
+
+    def make_message(
+        self, sender: str, to: str, text: str, *, minute: int | None = None
+    ) -> protocol.Message:
+        """A message with the next id, stored for `history()` (not pushed)."""
+        if minute is None:
+            minute = self._minute
+            self._minute += 1
+        message = protocol.Message(
+            id=self._next_id, ts=stamp(minute), from_=sender, to=to, text=text
+        )
+        self._next_id += 1
+        self.store.setdefault(self._conversation(message), []).append(message)
+        return message
+
+    def receive(self, sender: str, to: str, text: str, **kwargs: Any) -> protocol.Message:
+        """Push a message from someone else (or anyone) to the TUI."""
+        message = self.make_message(sender, to, text, **kwargs)
+        self.push(message)
+        return message
+
+    def _conversation(self, message: protocol.Message) -> str:
+        if message.to.startswith("#"):
+            return message.to.casefold()
+        if message.from_.casefold() == self.nick.casefold():
+            return message.to.casefold()
+        return f"@{message.from_}".casefold()
+
+    def _record(self, *call: Any) -> None:
+        self.calls.append(call)
+        error = self.fail.get(call[0])
+        if error is not None:
+            raise error
+
+    def calls_to(self, method: str) -> list[tuple[Any, ...]]:
+        return [call for call in self.calls if call[0] == method]
+
+    # --- the ChatClient surface --------------------------------------------------------------
+
+    async def connect(self) -> protocol.Welcome:
+        self.calls.append(("connect",))
+        self.push(StateChanged(ConnectionState.CONNECTING, f"{self.host}:{self.port}"))
+        if self.ask is not None and not await self.ask(self.host, self.port, self.fingerprint):
+            raise TrustError(self.host, self.port, self.fingerprint, "rejected")
+        self.server_fingerprint = self.fingerprint
+        if self.connect_errors:
+            self.state = ConnectionState.DISCONNECTED
+            raise self.connect_errors.pop(0)
+        self.state = ConnectionState.CONNECTED
+        self.push(StateChanged(ConnectionState.CONNECTED, f"{self.host}:{self.port}"))
+        return self.welcome
+
+    async def close(self) -> None:
+        self.calls.append(("close",))
+        self.state = ConnectionState.CLOSED
+        self.end()
+
+    async def events(self) -> AsyncIterator[Any]:
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                return
+            yield event
+
+    async def send_message(self, to: str, text: str) -> protocol.Message:
+        self._record("send_message", to, text)
+        message = self.make_message(self.nick, to, text)
+        self.push(message)  # the echo
+        return message
+
+    async def history(
+        self, with_: str, before: int | None = None, limit: int = 50
+    ) -> protocol.History:
+        self._record("history", with_, before)
+        messages = [
+            m for m in self.store.get(with_.casefold(), []) if before is None or m.id < before
+        ]
+        page = messages[-limit:]
+        return protocol.History(with_=with_, messages=tuple(page), more=len(messages) > len(page))
+
+    async def create_room(
+        self, room: str, *, public: bool = False, invite: Sequence[str] = ()
+    ) -> protocol.Joined:
+        self._record("create_room", room, tuple(invite))
+        self.members[room.casefold()] = [self.nick]
+        joined = protocol.Joined(room=room, members=(self.nick,), public=public)
+        self.push(joined)
+        return joined
+
+    async def invite(self, room: str, nick: str) -> None:
+        self._record("invite", room, nick)
+
+    async def accept(self, room: str) -> protocol.Joined:
+        self._record("accept", room)
+        members = (*self.members.get(room.casefold(), []), self.nick)
+        self.members[room.casefold()] = list(members)
+        joined = protocol.Joined(room=room, members=members)
+        self.push(joined, protocol.Members(room=room, members=members))
+        return joined
+
+    async def decline(self, room: str) -> None:
+        self._record("decline", room)
+
+    async def join(self, room: str) -> protocol.Joined:
+        self._record("join", room)
+        members = (*self.members.get(room.casefold(), []), self.nick)
+        joined = protocol.Joined(room=room, members=members, public=True)
+        self.push(joined)
+        return joined
+
+    async def leave(self, room: str) -> protocol.Left:
+        self._record("leave", room)
+        left = protocol.Left(room=room)
+        self.push(left)
+        return left

@@ -1,0 +1,155 @@
+"""Snapshot tests: fixed clock (UTC, fixed timestamps), fixed theme, no cursor blink.
+
+Review `snapshot_report.html` before `pytest tests/tui --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.tui.fake_client import FakeClient
+from tests.tui.helpers import main_screen, make_app, wait_for
+from tlschat import protocol
+from tlschat.client import TrustError
+from tlschat.tui.app import ChatApp
+from tlschat.tui.screens.connect import ConnectParams
+from tlschat.tui.widgets.invitation_bar import InvitationBar
+
+SIZES = [(80, 24), (120, 40)]
+
+SnapCompare = Callable[..., bool]
+
+
+def team_client() -> FakeClient:
+    client = FakeClient(
+        "bob",
+        users=[("alice", True), ("carol", False), ("dave", True), ("Eve.s", False)],
+        rooms=[("team", ["bob", "alice", "carol"])],
+        public_rooms=[("lobby", 4)],
+    )
+    client.make_message("alice", "@bob", "hi bob, have you got a minute?")
+    client.make_message("bob", "@alice", "sure, what's up?")
+    client.make_message(
+        "alice", "@bob", "markup stays literal: [b]not bold[/b] and [red]not red[/red]"
+    )
+    client.make_message("alice", "#team", "standup in 5 minutes")
+    client.make_message("carol", "#team", "I'll be late, start without me")
+    client.make_message(
+        "bob",
+        "#team",
+        "long lines wrap under the text rather than under the time, so that a conversation "
+        "stays easy to read in a narrow terminal over SSH",
+    )
+    return client
+
+
+def app_for(
+    client: FakeClient | None = None, theme: str = "textual-dark", **kwargs: Any
+) -> ChatApp:
+    return make_app(client, theme=theme, **kwargs)
+
+
+async def settle_log(pilot: Pilot[Any], address: str) -> None:
+    """Wait until the pane of `address` has loaded its whole (short) history."""
+    screen = await main_screen(pilot)
+    await wait_for(pilot, lambda: screen.pane_for(address) is not None, address)
+    pane = screen.pane_for(address)
+    assert pane is not None
+    await wait_for(pilot, lambda: not pane.log_view.more and not pane.log_view.loading, "history")
+    await pilot.pause()
+
+
+def with_dm_and_group(client: FakeClient) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await main_screen(pilot)
+        await screen.open_conversation("@alice")
+        await settle_log(pilot, "@alice")
+        await screen.open_conversation("#team")
+        await settle_log(pilot, "#team")
+        client.receive("dave", "@bob", "ping")  # unread, in a pane of its own
+        await wait_for(pilot, lambda: screen.state.unread_for("@dave") == 1, "unread")
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_connect_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    app = app_for(client_factory=lambda params, ask: FakeClient(params.nick))
+    assert snap_compare(app, terminal_size=size)
+
+
+def test_connect_screen_with_hello_error(snap_compare: SnapCompare) -> None:
+    def factory(params: ConnectParams, ask: Any) -> FakeClient:
+        return FakeClient(
+            params.nick, connect_errors=[protocol.RequestFailed("auth_failed", "wrong password")]
+        )
+
+    app = app_for(
+        client_factory=factory, host="chat.example.org", port=7700, nick="bob", password="nope"
+    )
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: pilot.app.screen.query(".-visible"), "the error")
+
+    assert snap_compare(app, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_main_screen_with_dm_and_group(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    client = team_client()
+    assert snap_compare(app_for(client), terminal_size=size, run_before=with_dm_and_group(client))
+
+
+def test_main_screen_light_theme(snap_compare: SnapCompare) -> None:
+    client = team_client()
+    app = app_for(client, theme="textual-light")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=with_dm_and_group(client))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_invitation_notification(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    client = team_client()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await main_screen(pilot)
+        await screen.open_conversation("@alice")
+        await settle_log(pilot, "@alice")
+        client.push(protocol.Invited(room="design", by="alice", members=("alice", "carol")))
+        bar = screen.query_one(InvitationBar)
+        await wait_for(pilot, lambda: bar.display, "the notification")
+        await pilot.pause()
+
+    assert snap_compare(app_for(client), terminal_size=size, run_before=run_before)
+
+
+def test_trust_question(snap_compare: SnapCompare) -> None:
+    fingerprint = ":".join(f"{n:02X}" for n in range(32))
+
+    def factory(params: ConnectParams, ask: Any) -> FakeClient:
+        return FakeClient(
+            params.nick, host=params.host, port=params.port, ask=ask, fingerprint=fingerprint
+        )
+
+    app = app_for(client_factory=factory, host="chat.example.org", port=7700, nick="bob")
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: pilot.app.screen.query("#trust-no"), "the question")
+
+    assert snap_compare(app, run_before=run_before)
+
+
+def test_changed_fingerprint_refusal(snap_compare: SnapCompare) -> None:
+    known = ":".join(["5A"] * 32)
+    presented = ":".join(["C3"] * 32)
+    error = TrustError("chat.example.org", 7700, presented, "changed", known=known)
+    client = FakeClient("bob", host="chat.example.org", connect_errors=[error])
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: pilot.app.screen.query("#changed-quit"), "the refusal")
+
+    assert snap_compare(app_for(client), run_before=run_before)

@@ -1,0 +1,132 @@
+"""Unit tests of the TUI's pure parts: DOM ids, command parsing, the state model, timestamps."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tlschat import protocol
+from tlschat.tui import commands
+from tlschat.tui.ids import address_pane_id, escape_name, pane_id
+from tlschat.tui.state import ChatState
+from tlschat.tui.widgets.message_log import local_time
+
+TEXTUAL_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+NAMES = st.from_regex(protocol.NAME_RE, fullmatch=True)
+
+
+def test_pane_id_examples() -> None:
+    assert pane_id("dm", "Bob.x") == "dm-bob_2ex"
+    assert pane_id("room", "dev-ops") == "room-dev-ops"
+    assert pane_id("dm", "a_b") == "dm-a_5fb"
+    assert address_pane_id("@Alice") == "dm-alice"
+    assert address_pane_id("#Team") == "room-team"
+
+
+@given(NAMES)
+def test_every_valid_name_gives_a_valid_textual_id(name: str) -> None:
+    assert TEXTUAL_ID.fullmatch(pane_id("dm", name))
+
+
+@given(NAMES, NAMES)
+def test_ids_are_equal_exactly_when_names_are(a: str, b: str) -> None:
+    assert (escape_name(a) == escape_name(b)) == (a.casefold() == b.casefold())
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        ("hello", commands.Say("hello")),
+        ("//not a command", commands.Say("/not a command")),
+        ("/msg alice", commands.Msg("alice")),
+        ("/msg @Bob.x  hi  there ", commands.Msg("Bob.x", "hi  there")),
+        ("/create team", commands.Create("team")),
+        ("/create #team alice @carol", commands.Create("team", ("alice", "carol"))),
+        ("/invite carol", commands.InviteUser("carol")),
+        ("/join #lobby", commands.Join("lobby")),
+        ("/leave", commands.Leave()),
+        ("/leave team", commands.Leave("team")),
+        ("/image ~/cat.png", commands.Image("~/cat.png")),
+        ("/HELP", commands.Help()),
+        ("/close", commands.Close()),
+        ("/quit", commands.Quit()),
+    ],
+)
+def test_commands_parse(line: str, command: commands.Command) -> None:
+    assert commands.parse(line) == command
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        ("/msg", "usage: /msg NICK"),
+        ("/msg bad!nick hi", "not a valid nick"),
+        ("/create", "usage: /create ROOM"),
+        ("/invite", "usage: /invite NICK"),
+        ("/invite a b", "usage"),
+        ("/join", "usage"),
+        ("/nope", "unknown command /nope"),
+    ],
+)
+def test_command_errors_explain_usage(line: str, hint: str) -> None:
+    with pytest.raises(commands.CommandError, match=re.escape(hint)):
+        commands.parse(line)
+
+
+def welcome(**kwargs: object) -> protocol.Welcome:
+    limits = protocol.Limits(max_frame=65536, max_text=4000, max_upload=1, chunk=1)
+    return protocol.Welcome(nick="bob", server="tlschat/test", limits=limits, **kwargs)  # type: ignore[arg-type]
+
+
+def message(sender: str, to: str) -> protocol.Message:
+    return protocol.Message(id=1, ts="2026-11-26T12:00:00.000Z", from_=sender, to=to, text="x")
+
+
+def test_dm_filed_under_the_other_party() -> None:
+    state = ChatState()
+    state.apply_welcome(welcome())
+    assert state.conversation_of(message("alice", "@bob")) == "@alice"
+    assert state.conversation_of(message("BOB", "@alice")) == "@alice"
+    assert state.conversation_of(message("bob", "@bob")) == "@bob"
+    assert state.conversation_of(message("alice", "#team")) == "#team"
+
+
+def test_state_invitations_and_candidates() -> None:
+    state = ChatState()
+    fresh = state.apply_welcome(
+        welcome(
+            users=(
+                protocol.UserInfo(nick="alice", online=True),
+                protocol.UserInfo(nick="carol", online=False),
+            ),
+            rooms=(protocol.RoomInfo(room="team", members=("bob", "alice")),),
+            invites=(protocol.InviteInfo(room="x", by="alice"),),
+        )
+    )
+    assert [i.room for i in fresh] == ["x"]
+    assert state.invite_candidates("team") == ["carol"]
+    # A reconnect's welcome: the same pending invitation is not fresh again.
+    again = state.apply_welcome(welcome(invites=(protocol.InviteInfo(room="X", by="alice"),)))
+    assert again == []
+    assert not state.add_invite("x", "alice")
+    state.join("x", ("alice", "bob"), False)
+    assert "x" not in state.invites
+
+
+def test_unread_counts_are_case_insensitive() -> None:
+    state = ChatState()
+    state.mark_unread("@Alice")
+    state.mark_unread("@alice")
+    assert state.unread_for("@ALICE") == 2
+    state.clear_unread("@alice")
+    assert state.unread_for("@Alice") == 0
+
+
+def test_local_time() -> None:
+    assert local_time("2026-11-26T12:34:56.789Z", UTC) == "12:34"
+    assert local_time("2026-11-26T23:30:00.000Z", timezone(timedelta(hours=2))) == "01:30"
+    assert local_time("garbage", UTC) == "--:--"
