@@ -11,6 +11,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 echo "== ruff"
 .venv/bin/ruff check src tests benchmarks scripts
+.venv/bin/ruff format --check src tests benchmarks scripts
 echo "== mypy"
 .venv/bin/mypy
 echo "== TLS audit (sslyze --mozilla_config=modern in its own venv, openssl s_client matrix)"

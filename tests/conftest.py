@@ -99,7 +99,9 @@ async def server(start_server: ServerFactory) -> Any:
 
 
 @pytest.fixture
-async def connect(server: Any, client_ctx: ssl.SSLContext) -> AsyncIterator[Callable[..., Awaitable[Wire]]]:
+async def connect(
+    server: Any, client_ctx: ssl.SSLContext
+) -> AsyncIterator[Callable[..., Awaitable[Wire]]]:
     """`await connect()` opens a raw TLS connection; `await connect("alice")` also logs in."""
     opened: list[Wire] = []
 

@@ -37,7 +37,11 @@ class Wire:
 
     @classmethod
     async def open(
-        cls, port: int, ctx: ssl.SSLContext, host: str = "127.0.0.1", server_hostname: str = "localhost"
+        cls,
+        port: int,
+        ctx: ssl.SSLContext,
+        host: str = "127.0.0.1",
+        server_hostname: str = "localhost",
     ) -> Wire:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=ctx, server_hostname=server_hostname),

@@ -30,7 +30,9 @@ def test_defaults_are_the_protocol_limits() -> None:
 
 def test_later_layers_win(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('[serve]\nmax-text = 10\nport = 1\nrequire_password = true\nname = ["a", "b"]\n')
+    path.write_text(
+        '[serve]\nmax-text = 10\nport = 1\nrequire_password = true\nname = ["a", "b"]\n'
+    )
     env = load_env({"TLSCHAT_MAX_TEXT": "20", "TLSCHAT_UNRELATED": "x", "HOME": "/"})
     config = build_config(load_toml(path), env, {"port": 3, "max_text": None})
     assert config.max_text == 20
