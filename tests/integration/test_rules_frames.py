@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,23 +12,12 @@ from tests.integration.helpers_rules import (
     assert_error,
     drain,
     drain_all,
-    install_conformance_check,
     wait_presence,
 )
 
 from tlschat.protocol import HEADER
 
-
-@pytest.fixture(autouse=True)
-def _conformance(monkeypatch: pytest.MonkeyPatch) -> None:
-    install_conformance_check(monkeypatch)
-
-
-@pytest.fixture
-async def dial(client_ctx: ssl.SSLContext) -> AsyncIterator[Dialer]:
-    dialer = Dialer(client_ctx)
-    yield dialer
-    await dialer.close_all()
+pytestmark = pytest.mark.usefixtures("conformance")
 
 
 async def still_open(wire: Any, ref: str = "alive") -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,22 +12,11 @@ from tests.integration.helpers_rules import (
     assert_error,
     drain,
     drain_all,
-    install_conformance_check,
     say,
     wait_presence,
 )
 
-
-@pytest.fixture(autouse=True)
-def _conformance(monkeypatch: pytest.MonkeyPatch) -> None:
-    install_conformance_check(monkeypatch)
-
-
-@pytest.fixture
-async def dial(client_ctx: ssl.SSLContext) -> AsyncIterator[Dialer]:
-    dialer = Dialer(client_ctx)
-    yield dialer
-    await dialer.close_all()
+pytestmark = pytest.mark.usefixtures("conformance")
 
 
 def norm(frame: dict[str, Any]) -> dict[str, Any]:

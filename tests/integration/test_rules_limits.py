@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from tests.integration.helpers_rules import (
     assert_error,
     drain,
     drain_all,
-    install_conformance_check,
     open_small_rcvbuf,
     say,
     tcp_closed_without_reply,
@@ -24,17 +22,7 @@ from tests.integration.helpers_rules import (
 )
 from tests.wire import Closed, Wire, timeout
 
-
-@pytest.fixture(autouse=True)
-def _conformance(monkeypatch: pytest.MonkeyPatch) -> None:
-    install_conformance_check(monkeypatch)
-
-
-@pytest.fixture
-async def dial(client_ctx: ssl.SSLContext) -> AsyncIterator[Dialer]:
-    dialer = Dialer(client_ctx)
-    yield dialer
-    await dialer.close_all()
+pytestmark = pytest.mark.usefixtures("conformance")
 
 
 # --- request rate ------------------------------------------------------------------------------

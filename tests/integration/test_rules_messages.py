@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +13,6 @@ from tests.integration.helpers_rules import (
     assert_error,
     drain,
     drain_all,
-    install_conformance_check,
     messages,
     recv_raw,
     say,
@@ -23,17 +20,7 @@ from tests.integration.helpers_rules import (
     without,
 )
 
-
-@pytest.fixture(autouse=True)
-def _conformance(monkeypatch: pytest.MonkeyPatch) -> None:
-    install_conformance_check(monkeypatch)
-
-
-@pytest.fixture
-async def dial(client_ctx: ssl.SSLContext) -> AsyncIterator[Dialer]:
-    dialer = Dialer(client_ctx)
-    yield dialer
-    await dialer.close_all()
+pytestmark = pytest.mark.usefixtures("conformance")
 
 
 async def make_room(owner: Any, room: str, *others: Any, public: bool = False) -> None:
