@@ -127,8 +127,9 @@ class MessageLog(ScrollView, can_focus=True):
         """Zone of the timestamps; None is the local zone."""
         self.more = True
         """The server may have older messages than the oldest shown."""
-        self.loading = False
-        """An `OlderWanted` is being answered."""
+        self.fetching_older = False
+        """An `OlderWanted` is being answered. (Not Textual's `loading`, which mounts a spinner and
+        needs a screen: history may arrive before this widget is mounted.)"""
         self._entries: list[Entry] = []
         self._ids: set[int] = set()
         self._max_id = 0
@@ -184,14 +185,14 @@ class MessageLog(ScrollView, can_focus=True):
             view = self._view()
             self._entries.insert(0, Entry(0, "", "start of the conversation", notice=True))
             self._relayout(view)
-        self.loading = False
+        self.fetching_older = False
         # A short page may not fill the view (nothing to scroll): keep fetching.
         self.call_after_refresh(self._check_top)
         return added
 
     def older_failed(self) -> None:
         """`OlderWanted` could not be answered; scrolling to the top again retries."""
-        self.loading = False
+        self.fetching_older = False
 
     def set_me(self, nick: str) -> None:
         if nick != self.me:
@@ -368,6 +369,6 @@ class MessageLog(ScrollView, can_focus=True):
     def _check_top(self) -> None:
         if not self.is_mounted or self._width <= 0:
             return
-        if self.more and not self.loading and self.scroll_offset.y <= 0:
-            self.loading = True
+        if self.more and not self.fetching_older and self.scroll_offset.y <= 0:
+            self.fetching_older = True
             self.post_message(self.OlderWanted(self, self.oldest_id))
