@@ -59,7 +59,9 @@ async def settle_log(pilot: Pilot[Any], address: str) -> None:
     await wait_for(pilot, lambda: screen.pane_for(address) is not None, address)
     pane = screen.pane_for(address)
     assert pane is not None
-    await wait_for(pilot, lambda: not pane.log_view.more and not pane.log_view.fetching_older, "history")
+    await wait_for(
+        pilot, lambda: not pane.log_view.more and not pane.log_view.fetching_older, "history"
+    )
     await pilot.pause()
 
 
