@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 import trustme
+from tests.events import EventLog
 from tests.wire import timeout
 
 from tlschat.client import (
     Backoff,
     ChatClient,
     ConnectionState,
-    Event,
     StateChanged,
     Trust,
     TrustError,
@@ -48,46 +48,17 @@ def fast_backoff() -> Backoff:
     return Backoff(base=0.05, cap=0.2)
 
 
-class Collector:
-    """Reads a client's events() in the background; tests wait for the ones they expect."""
-
-    def __init__(self, client: ChatClient) -> None:
-        self.items: list[Event] = []
-        self.ended = False
-        self._new = asyncio.Event()
-        self.task = asyncio.create_task(self._run(client))
-
-    async def _run(self, client: ChatClient) -> None:
-        async for event in client.events():
-            self.items.append(event)
-            self._new.set()
-        self.ended = True
-        self._new.set()
-
-    async def wait_for(
-        self, predicate: Callable[[Event], bool], seconds: float = 5, start: int = 0
-    ) -> int:
-        """The index of the first event from `start` on that matches."""
-        index = start
-        async with asyncio.timeout(timeout(seconds)):
-            while True:
-                while index < len(self.items):
-                    if predicate(self.items[index]):
-                        return index
-                    index += 1
-                if self.ended:
-                    raise AssertionError(f"events() ended; got {self.items}")
-                self._new.clear()
-                await self._new.wait()
+class Collector(EventLog):
+    """The event log plus the waits these tests repeat."""
 
     async def wait_message(self, text: str, seconds: float = 5) -> Message:
-        index = await self.wait_for(lambda e: isinstance(e, Message) and e.text == text, seconds)
+        index = await self.index(lambda e: isinstance(e, Message) and e.text == text, seconds)
         event = self.items[index]
         assert isinstance(event, Message)
         return event
 
     async def wait_state(self, state: ConnectionState, start: int = 0, seconds: float = 5) -> int:
-        return await self.wait_for(
+        return await self.index(
             lambda e: isinstance(e, StateChanged) and e.state is state, seconds, start
         )
 

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from tests.events import EventLog
 from tests.wire import timeout
 
-from tlschat.client import ChatClient, Event
+from tlschat.client import ChatClient
 from tlschat.client import connection as client_connection
 from tlschat.protocol import (
     Chunk,
     FileMeta,
-    Message,
     ProtocolError,
     Request,
     RequestFailed,
@@ -50,27 +50,7 @@ def png(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
-class Inbox:
-    """Reads a client's events() in the background; tests wait for the ones they expect."""
-
-    def __init__(self, client: ChatClient) -> None:
-        self.items: list[Event] = []
-        self._new = asyncio.Event()
-        self.task = asyncio.create_task(self._run(client))
-
-    async def _run(self, client: ChatClient) -> None:
-        async for event in client.events():
-            self.items.append(event)
-            self._new.set()
-
-    async def message(self, predicate: Callable[[Message], bool], seconds: float = 10) -> Message:
-        async with asyncio.timeout(timeout(seconds)):
-            while True:
-                for event in self.items:
-                    if isinstance(event, Message) and predicate(event):
-                        return event
-                self._new.clear()
-                await self._new.wait()
+Inbox = EventLog
 
 
 class Spy:

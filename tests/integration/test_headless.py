@@ -15,49 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.events import EventLog
 from tests.wire import timeout
 
-from tlschat.client import Backoff, ChatClient, ConnectionState, Event, StateChanged
-from tlschat.protocol import Message, Presence
+from tlschat.client import Backoff, ChatClient, ConnectionState, StateChanged
+from tlschat.protocol import Message
 
 HOST = "127.0.0.1"
 PASSWORD = "hunter2 hunter2"
 
 
-class Collector:
-    """Reads a client's events() in the background."""
-
-    def __init__(self, client: ChatClient) -> None:
-        self.items: list[Event] = []
-        self._new = asyncio.Event()
-        self.task = asyncio.create_task(self._run(client))
-
-    async def _run(self, client: ChatClient) -> None:
-        async for event in client.events():
-            self.items.append(event)
-            self._new.set()
-
-    async def wait_for(
-        self, predicate: Callable[[Event], bool], seconds: float = 10, start: int = 0
-    ) -> Event:
-        return self.items[await self.index(predicate, seconds, start)]
-
-    async def index(
-        self, predicate: Callable[[Event], bool], seconds: float = 10, start: int = 0
-    ) -> int:
-        """The index of the first matching event from `start` on."""
-        index = start
-        async with asyncio.timeout(timeout(seconds)):
-            while True:
-                while index < len(self.items):
-                    if predicate(self.items[index]):
-                        return index
-                    index += 1
-                self._new.clear()
-                await self._new.wait()
-
-    async def online(self, nick: str) -> None:
-        await self.wait_for(lambda e: isinstance(e, Presence) and e.nick == nick and e.online)
+Collector = EventLog
 
 
 @pytest.fixture
