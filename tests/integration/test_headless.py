@@ -19,13 +19,17 @@ from tests.events import EventLog
 from tests.wire import timeout
 
 from tlschat.client import Backoff, ChatClient, ConnectionState, StateChanged
-from tlschat.protocol import Message
+from tlschat.protocol import Message, Presence
 
 HOST = "127.0.0.1"
 PASSWORD = "hunter2 hunter2"
 
 
-Collector = EventLog
+class Collector(EventLog):
+    """The event log plus the presence wait these tests repeat."""
+
+    async def online(self, nick: str) -> None:
+        await self.wait_for(lambda e: isinstance(e, Presence) and e.nick == nick and e.online)
 
 
 @pytest.fixture
