@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from typing import Any
 
@@ -86,4 +87,43 @@ async def test_a_burst_of_joins_ends_with_one_complete_member_list(
     assert sorted(lists[-1]) == sorted(["owner", *(f"j{i}" for i in range(30))])
     assert len(lists) < 30
     for wire in [owner, *joiners]:
+        await wire.close()
+
+
+async def test_replies_never_exceed_max_frame(
+    start_server: Any, client_ctx: ssl.SSLContext
+) -> None:
+    """PROTOCOL.md: max_frame bounds the server's frames too. 80 users online and 40 public
+    rooms would make a 1 KiB welcome overflow: it is cut, and so are `users` and `rooms`."""
+    server = await start_server(max_frame=1024, chunk=512)
+    crowd = []
+    for i in range(80):
+        wire = await Wire.open(server.port, client_ctx)
+        await wire.hello(f"someone-with-a-long-nick-{i:03d}")
+        crowd.append(wire)
+    for i in range(40):
+        await crowd[i].request(
+            {"type": "create", "room": f"public-room-number-{i:03d}", "public": True}
+        )
+    late = await Wire.open(server.port, client_ctx)
+    raw_sizes: list[int] = []
+    original = late._read_frame
+
+    async def measuring(seconds: float) -> dict[str, Any]:
+        frame = await original(seconds)
+        raw_sizes.append(len(json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode()))
+        return frame
+
+    late._read_frame = measuring  # type: ignore[method-assign]
+    welcome = await late.hello("latecomer")
+    assert welcome["type"] == "welcome"
+    assert any(u["nick"] == "latecomer" for u in welcome["users"])
+    assert len(welcome["users"]) < 81
+    users = await late.request({"type": "users"})
+    rooms = await late.request({"type": "rooms"})
+    assert users["type"] == "users"
+    assert rooms["type"] == "rooms"
+    assert len(rooms["public_rooms"]) < 40
+    assert max(raw_sizes) <= 1024
+    for wire in [late, *crowd]:
         await wire.close()

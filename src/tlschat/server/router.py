@@ -44,7 +44,6 @@ from tlschat.protocol import (
     Users,
     Welcome,
     encode,
-    encode_payload,
     is_valid_name,
     name_key,
     parse_address,
@@ -53,6 +52,7 @@ from tlschat.protocol import (
 from tlschat.server.auth import LoginThrottle, Passwords
 from tlschat.server.coalesce import Coalescer
 from tlschat.server.connection import RequestError, Session
+from tlschat.server.fit import fit_history, fit_rooms, fit_users, fit_welcome
 from tlschat.server.registry import Invitation, Registry, Room, User
 from tlschat.server.store import Store, StoredMessage
 
@@ -256,7 +256,8 @@ class Router:
         # From attach to the welcome being queued there is no await: no event can overtake it.
         user, first = self.registry.attach(user, session)
         session.logged_in(user)
-        session.send(self._welcome(user, partners).model_copy(update={"ref": f.ref}))
+        welcome = self._welcome(user, partners).model_copy(update={"ref": f.ref})
+        session.send(fit_welcome(welcome, self.config.max_frame, self._relevant(user, partners)))
         session.begin_replay()
         last = 0
         try:
@@ -311,6 +312,13 @@ class Router:
         for key, nick in partners.items():
             seen.setdefault(key, UserInfo(nick=nick, online=False))
         return sorted(seen.values(), key=lambda info: name_key(info.nick))
+
+    def _relevant(self, user: User, partners: dict[str, str]) -> set[str]:
+        """Nick keys of the people `user` shares a conversation with, and its own."""
+        keys = {user.key, *partners}
+        for room in self.registry.rooms_of(user.key):
+            keys.update(room.members)
+        return keys
 
     def _room_info(self, room: Room) -> RoomInfo:
         return RoomInfo(room=room.name, members=room.member_names(), public=room.public)
@@ -458,19 +466,7 @@ class Router:
             )
         messages = await self._message_frames(stored)
         reply = History(ref=f.ref, with_=f.with_, messages=tuple(messages), more=more)
-        session.send(self._fit(reply))
-
-    def _fit(self, reply: History) -> History:
-        """Cut a history reply to `max_frame`, dropping the oldest messages (PROTOCOL.md "Frames")."""
-        size = len(encode_payload(reply))
-        if size <= self.config.max_frame:
-            return reply
-        messages = list(reply.messages)
-        sizes = [len(encode_payload(m)) + 1 for m in messages]
-        while messages and size > self.config.max_frame:
-            size -= sizes.pop(0)
-            messages.pop(0)
-        return reply.model_copy(update={"messages": tuple(messages), "more": True})
+        session.send(fit_history(reply, self.config.max_frame))
 
     # --- groups ----------------------------------------------------------------------------------
 
@@ -663,19 +659,19 @@ class Router:
     async def rooms(self, session: Session, f: Any) -> None:
         user = session.user
         assert user is not None
-        session.send(
-            Rooms(
-                ref=f.ref,
-                rooms=tuple(self._room_info(r) for r in self.registry.rooms_of(user.key)),
-                public_rooms=tuple(self._public_info()),
-            )
+        reply = Rooms(
+            ref=f.ref,
+            rooms=tuple(self._room_info(r) for r in self.registry.rooms_of(user.key)),
+            public_rooms=tuple(self._public_info()),
         )
+        session.send(fit_rooms(reply, self.config.max_frame))
 
     async def users(self, session: Session, f: Any) -> None:
         user = session.user
         assert user is not None
         partners = await self._dm_partners(user)
-        session.send(Users(ref=f.ref, users=tuple(self._visible_users(user, partners))))
+        reply = Users(ref=f.ref, users=tuple(self._visible_users(user, partners)))
+        session.send(fit_users(reply, self.config.max_frame, self._relevant(user, partners)))
 
     async def _files(self, session: Session, f: Any) -> None:
         await self.files.handle(session, f)
