@@ -423,3 +423,18 @@ def test_gen_certs_writes_a_usable_deployment(tmp_path: Path) -> None:
     assert "fingerprint" in result.stdout.lower()
     again = _run_cli(["gen-certs", "--out", str(tmp_path / "out"), "--name", "chat.example.org"])
     _one_clear_line(again)
+
+
+async def test_a_flood_of_refusals_is_logged_once(
+    start_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_server(max_unauth=2, max_per_ip=1000, handshake_timeout=2.0)
+    socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(50)]
+    try:
+        await asyncio.sleep(0.5)
+    finally:
+        for s in socks:
+            s.close()
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "max_unauth" in refusals[0].getMessage()

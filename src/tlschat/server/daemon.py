@@ -30,6 +30,7 @@ log = logging.getLogger("tlschat.server")
 TLS_READ_BUFFER = 32 * 1024
 
 FLUSH_INTERVAL = 2.0
+REFUSAL_LOG_INTERVAL = 10.0
 HOUSEKEEPING_INTERVAL = 3600.0
 
 
@@ -55,6 +56,8 @@ class ChatServer:
         self._sessions: set[Session] = set()
         self._per_ip: Counter[str] = Counter()
         self._unauthenticated = 0
+        self._refused = 0
+        self._refused_logged_at = float("-inf")
         self._background: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -153,6 +156,15 @@ class ChatServer:
             return "max_unauth"
         return None
 
+    def _log_refusal(self, ip: str, why: str) -> None:
+        """One warning per REFUSAL_LOG_INTERVAL, with a count: a flood must not flood the log."""
+        now = asyncio.get_running_loop().time()
+        self._refused += 1
+        if now - self._refused_logged_at >= REFUSAL_LOG_INTERVAL:
+            log.warning("refused %d connection(s), latest from %s: %s", self._refused, ip, why)
+            self._refused = 0
+            self._refused_logged_at = now
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A TCP connection: check the limits first, then the TLS handshake, then the session."""
         peer = writer.get_extra_info("peername")
@@ -160,8 +172,8 @@ class ChatServer:
         refused = self._over_limit(ip) if not self._closed else "closing"
         if refused:
             # Before any TLS work: a flood of silent connections costs a socket each, no more.
-            log.warning("refused connection from %s: %s", ip, refused)
             writer.transport.abort()
+            self._log_refusal(ip, refused)
             return
         task = asyncio.current_task()
         assert task is not None
