@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="host name or IP address of the server (repeatable)",
     )
+    parser.add_argument("--days", type=int, default=825, help="server certificate lifetime (825)")
     args = parser.parse_args(argv)
     try:
-        files = write_deployment(args.out, args.names)
+        files = write_deployment(args.out, args.names, days=args.days)
     except CertError as exc:
         print(f"gen_certs.py: {exc}", file=sys.stderr)
         return 2

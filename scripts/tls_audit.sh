@@ -57,26 +57,10 @@ fi
 
 if [ -z "$target" ]; then
     [ -x "$TLSCHAT" ] || { echo "tls_audit: $TLSCHAT not found; run scripts/test.sh first" >&2; exit 2; }
-    echo "== certificates: a CA from 'tlschat gen-certs', and a 90-day server certificate from it"
-    "$TLSCHAT" gen-certs --out "$work/certs" --name localhost >/dev/null
-    # Mozilla's "modern" profile allows server certificates of at most 90 days; gen-certs makes
-    # 825-day ones (see docs/encryption.md), so the audit certificate is issued here: ECDSA P-256,
-    # the same extensions, signed by the gen-certs CA, served with the CA after it (as gen-certs).
-    cat >"$work/leaf.cnf" <<'EOF'
-[v3]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOF
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
-        -keyout "$work/audit.key" -out "$work/audit.csr" 2>/dev/null
-    openssl x509 -req -in "$work/audit.csr" -CA "$work/certs/ca.pem" -CAkey "$work/certs/ca/ca.key" \
-        -set_serial "0x$(openssl rand -hex 16)" -days 90 -sha256 \
-        -extfile "$work/leaf.cnf" -extensions v3 -out "$work/audit-leaf.pem" 2>/dev/null
-    cat "$work/audit-leaf.pem" "$work/certs/ca.pem" >"$work/audit.pem"
+    echo "== certificates: 'tlschat gen-certs --days 90' (Mozilla's modern profile: at most 90 days)"
+    "$TLSCHAT" gen-certs --out "$work/certs" --name localhost --days 90 >/dev/null
+    cp "$work/certs/server.pem" "$work/audit.pem"
+    cp "$work/certs/server.key" "$work/audit.key"
     cafile=$work/certs/ca.pem
 
     echo "== starting tlschat serve on 127.0.0.1, port 0"

@@ -172,14 +172,17 @@ def make_ca(common_name: str | None = None) -> Issued:
     return Issued(cert, key)
 
 
-def make_server_cert(ca: Issued, names: Sequence[str]) -> Issued:
-    """A new ECDSA P-256 server certificate signed by `ca` for `names` (already normalised)."""
+def make_server_cert(ca: Issued, names: Sequence[str], days: int = SERVER_DAYS) -> Issued:
+    """A new ECDSA P-256 server certificate signed by `ca` for `names` (already normalised),
+    valid for `days` (never past the CA)."""
     if not names:
         raise CertError("a server certificate needs at least one name")
+    if not 1 <= days <= SERVER_DAYS:
+        raise CertError(f"a server certificate lasts 1 to {SERVER_DAYS} days, not {days}")
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key()
     now = _now()
-    not_after = min(now + datetime.timedelta(days=SERVER_DAYS), ca.cert.not_valid_after_utc)
+    not_after = min(now + datetime.timedelta(days=days), ca.cert.not_valid_after_utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
@@ -290,12 +293,14 @@ def _mkdir(path: Path, mode: int) -> None:
         raise CertError(f"{path} is not a directory")
 
 
-def _generate(folder: Path, names: list[str], *, replace_keys: bool) -> DeploymentFiles:
+def _generate(
+    folder: Path, names: list[str], *, replace_keys: bool, days: int = SERVER_DAYS
+) -> DeploymentFiles:
     ca_public, ca_cert, ca_key, server_cert, server_key = _layout(folder)
+    ca = make_ca()
+    server = make_server_cert(ca, names, days)
     _mkdir(folder, 0o700)
     _mkdir(ca_key.parent, 0o700)
-    ca = make_ca()
-    server = make_server_cert(ca, names)
     try:
         # Keys before certificates: a server.pem never exists without its server.key.
         _write(ca_key, ca.key_pem, secret=True, replace=replace_keys)
@@ -332,8 +337,12 @@ def ensure_server_cert(data_dir: Path, extra_names: Sequence[str] = ()) -> tuple
     return files.server_cert, files.server_key
 
 
-def write_deployment(out_dir: Path, names: Sequence[str]) -> DeploymentFiles:
-    """A new CA and server certificate for a real deployment (`tlschat gen-certs`).
+def write_deployment(
+    out_dir: Path, names: Sequence[str], *, days: int = SERVER_DAYS
+) -> DeploymentFiles:
+    """A new CA and server certificate for a real deployment (`tlschat gen-certs`), the server
+    certificate valid for `days` (825 by default; 90 meets Mozilla's "modern" profile, at the
+    cost of a new fingerprint for trust-on-first-use clients at each renewal).
 
     Writes out_dir/ca/ca.pem and ca/ca.key (the CA, kept apart), out_dir/server.pem (leaf then
     CA), out_dir/server.key and out_dir/ca.pem (public copy for clients). Never overwrites a
@@ -344,4 +353,4 @@ def write_deployment(out_dir: Path, names: Sequence[str]) -> DeploymentFiles:
     for existing in (server_key, ca_key):
         if existing.exists():
             raise CertError(f"{existing} already exists; not overwriting it")
-    return _generate(out_dir, all_names, replace_keys=False)
+    return _generate(out_dir, all_names, replace_keys=False, days=days)

@@ -267,12 +267,15 @@ def tail(
     "--out", type=click.Path(path_type=Path), required=True, help="directory to write into"
 )
 @click.option("--name", "names", multiple=True, required=True, help="host name or IP (repeatable)")
-def gen_certs(out: Path, names: tuple[str, ...]) -> None:
+@click.option(
+    "--days", type=int, default=825, show_default=True, help="server certificate lifetime"
+)
+def gen_certs(out: Path, names: tuple[str, ...], days: int) -> None:
     """Make a CA and a server certificate for a real deployment."""
     from tlschat.certs import CertError, write_deployment
 
     try:
-        files = write_deployment(out, names)
+        files = write_deployment(out, names, days=days)
     except CertError as exc:
         fail(str(exc))
     for label, path in files.describe():

@@ -238,3 +238,22 @@ def test_cli_gen_certs(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "server fingerprint (SHA-256): " in result.output
     assert tls.fingerprint_file(tmp_path / "o" / "server.pem") in result.output
+
+
+def test_days_sets_the_server_certificate_lifetime(tmp_path: Path) -> None:
+    from cryptography import x509 as _x509
+
+    files = certs.write_deployment(tmp_path / "short", ["example.org"], days=90)
+    leaf = _x509.load_pem_x509_certificates(files.server_cert.read_bytes())[0]
+    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    assert 89 <= lifetime.days <= 90
+    default = certs.write_deployment(tmp_path / "long", ["example.org"])
+    leaf = _x509.load_pem_x509_certificates(default.server_cert.read_bytes())[0]
+    assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc).days >= 824
+
+
+@pytest.mark.parametrize("days", [0, -1, 826])
+def test_days_out_of_range_is_refused_before_writing(tmp_path: Path, days: int) -> None:
+    with pytest.raises(CertError, match="days"):
+        certs.write_deployment(tmp_path / "out", ["example.org"], days=days)
+    assert not (tmp_path / "out").exists()
