@@ -64,6 +64,8 @@ class ServerConfig:
     invite_ttl: float = 7 * 24 * 3600.0
     max_pending_uploads: int = 2
     upload_idle_timeout: float = 60.0
+    unsent_file_ttl: float = 24 * 3600.0
+    """Seconds an upload no message carries is kept before garbage collection removes it."""
     hash_concurrency: int = 2
     """Password hashes computed at once (argon2id is memory-hard: bound it)."""
 

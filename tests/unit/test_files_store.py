@@ -1,14 +1,17 @@
-"""server/files.py without sockets: display names and the start-up sweep."""
+"""server/files.py without sockets: display names, the start-up sweep, garbage collection."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tlschat.protocol import ErrorCode
 from tlschat.server.connection import RequestError
-from tlschat.server.files import _sweep, display_name
+from tlschat.server.files import _sweep, _unlink_blobs, display_name
+from tlschat.server.store import Store, StoredBlob
 
 
 @pytest.mark.parametrize(
@@ -65,3 +68,71 @@ def test_sweep_creates_the_folders(tmp_path: Path) -> None:
     root = tmp_path / "data" / "files"
     assert _sweep(root, root / "tmp", set()) == 0
     assert (root / "tmp").is_dir()
+
+
+# --- garbage collection ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    db = Store(tmp_path / "t.db")
+    await db.open()
+    yield db
+    await db.close()
+
+
+async def _access(store: Store) -> set[tuple[str, str]]:
+    async with store.db.execute("SELECT file_id, identity FROM file_access") as cur:
+        return {(row[0], row[1]) for row in await cur.fetchall()}
+
+
+async def test_unsent_files_go_with_their_access_rows_and_sent_ones_stay(store: Store) -> None:
+    for sha in ("a" * 64, "b" * 64):
+        await store.add_blob(StoredBlob(sha, 1, "application/octet-stream", None, None))
+    await store.add_file("unsent", "a" * 64, "u.bin", "alice")
+    await store.add_file("sent", "a" * 64, "s.bin", "alice")
+    await store.add_file("kept", "b" * 64, "k.bin", "alice")
+    await store.insert_message(ts="t", sender="alice", to_addr="@bob", text="", file_id="sent")
+    await store.grant_file("unsent", ["bob"])
+    await store.grant_file("sent", ["bob"])
+
+    # Too young: nothing goes.
+    assert await store.delete_unsent_files(time.time() - 60) == []
+    deleted = await store.delete_unsent_files(time.time() + 1, keep=["kept"])
+
+    assert deleted == ["unsent"]
+    assert set(await store.files(["unsent", "sent", "kept"])) == {"sent", "kept"}
+    assert await _access(store) == {("sent", "bob")}
+    # Both blobs are still named by a file.
+    assert await store.delete_unused_blobs() == []
+    assert await store.delete_unsent_files(time.time() + 1) == ["kept"]
+    assert await store.delete_unused_blobs() == ["b" * 64]
+    assert await store.blob_hashes() == {"a" * 64}
+
+
+async def test_files_of_a_deleted_room_become_unsent(store: Store) -> None:
+    await store.add_blob(StoredBlob("c" * 64, 1, "text/plain", None, None))
+    await store.add_file("f", "c" * 64, "f.txt", "alice")
+    await store.create_room("crew", "crew", False)
+    await store.insert_message(ts="t", sender="alice", to_addr="#crew", text="", room_key="crew",
+                               file_id="f")  # fmt: skip
+    assert await store.delete_unsent_files(time.time() + 1) == []
+
+    await store.delete_room("crew")
+
+    assert await store.delete_unsent_files(time.time() + 1) == ["f"]
+    assert await store.delete_unused_blobs() == ["c" * 64]
+
+
+def test_unlink_blobs_removes_content_and_skips_what_is_gone(tmp_path: Path) -> None:
+    root = tmp_path / "files"
+    gone = "ab" + "c" * 62
+    kept = "ab" + "d" * 62
+    (root / "ab").mkdir(parents=True)
+    (root / "ab" / gone[2:]).write_bytes(b"x")
+    (root / "ab" / kept[2:]).write_bytes(b"y")
+
+    assert _unlink_blobs(root, [gone, "ef" + "0" * 62]) == 1
+
+    assert not (root / "ab" / gone[2:]).exists()
+    assert (root / "ab" / kept[2:]).exists()

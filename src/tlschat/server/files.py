@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 import unicodedata
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -52,6 +53,13 @@ DECODES_AT_ONCE = 2
 FILE_ID_MAX = 64
 RETRY_PENDING_MS = 1000
 """`retry_after_ms` for a third pending upload or a fifth download: we cannot know better."""
+
+GC_INTERVAL = 3600.0
+"""Seconds between garbage collections (one runs at every start, after the crash sweep)."""
+
+SEND_GRACE = 60.0
+"""Seconds a file named by a `send` in progress is kept from garbage collection: the router
+checks the file, then stores the message (`grant` ends the send; a failed send never calls it)."""
 
 _SEPARATORS = re.compile(r"[/\\]")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -150,6 +158,19 @@ def _sweep(root: Path, temp_dir: Path, known: set[str]) -> int:
     return removed
 
 
+def _unlink_blobs(root: Path, hashes: list[str]) -> int:
+    """Remove the content of blobs the database no longer records; the count removed."""
+    removed = 0
+    for sha256 in hashes:
+        path = root / sha256[:2] / sha256[2:]
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed += 1
+    return removed
+
+
 # --- the service ----------------------------------------------------------------------------
 
 
@@ -203,7 +224,9 @@ class FileStore:
     `abcdef...` (stored once however often it is uploaded); `files/tmp/` holds uploads in progress,
     emptied at every start. The database holds each upload (a random file id, the display name,
     the uploader) and who may download it: the uploader and every recipient of a message carrying
-    it. File names are display names only: no path is ever built from one.
+    it. File names are display names only: no path is ever built from one. `collect_garbage`
+    (at every start, then hourly) removes files no message carries once `unsent_file_ttl` has
+    passed, and content no file names any more.
     """
 
     def __init__(self, config: ServerConfig, data_dir: Path, store: Store, router: Router) -> None:
@@ -222,8 +245,19 @@ class FileStore:
         self._downloads: dict[Session, set[asyncio.Task[None]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._decodes = asyncio.Semaphore(DECODES_AT_ONCE)
+        self._sending: dict[str, tuple[int, float]] = {}
+        """File id -> (sends in progress, loop time of the last one begun): not collected."""
+        self._collect_lock = asyncio.Lock()
+        self._placing = 0
+        """Finishing uploads between looking up their blob and recording their file row."""
+        self._none_placing = asyncio.Event()
+        self._none_placing.set()
+        self._not_collecting = asyncio.Event()
+        """Clear while blobs are being deleted: an upload of the same content must wait."""
+        self._not_collecting.set()
         self._ready = self._spawn(self._recover())
         """Crash leftovers are swept before the first upload or download is served."""
+        self._collector = self._spawn(self._collect_periodically())
 
     # --- the FileService interface --------------------------------------------------------------
 
@@ -241,6 +275,8 @@ class FileStore:
 
     async def meta_for_send(self, user: User, file_id: str) -> FileMeta:
         row = await self._file_for(user, file_id)
+        count, _ = self._sending.get(row.id, (0, 0.0))
+        self._sending[row.id] = (count + 1, self._loop.time())
         return file_meta(row)
 
     async def metas(self, file_ids: Iterable[str]) -> dict[str, FileMeta]:
@@ -248,10 +284,17 @@ class FileStore:
         return {file_id: file_meta(row) for file_id, row in rows.items()}
 
     async def grant(self, file_id: str, identities: Iterable[str]) -> None:
-        await self.store.grant_file(file_id, identities)
+        try:
+            await self.store.grant_file(file_id, identities)
+        finally:
+            # The message is stored: it keeps the file from garbage collection from now on.
+            count, began = self._sending.pop(file_id, (1, 0.0))
+            if count > 1:
+                self._sending[file_id] = (count - 1, began)
 
     async def close(self) -> None:
         """Daemon shutdown: stop downloads and background work, drop unfinished uploads."""
+        self._collector.cancel()
         for tasks in self._downloads.values():
             for task in tasks:
                 task.cancel()
@@ -406,19 +449,23 @@ class FileStore:
                 raise RequestError(
                     ErrorCode.HASH_MISMATCH, "the bytes do not match member 'sha256'"
                 )
-            blob = await self.store.file_blob(digest)
-            if blob is None:
-                try:
-                    async with self._decodes:
-                        found = await upload.run(imaging.analyse, upload.temp)
-                except imaging.BadImage as exc:
-                    log.debug("upload %s is no image: %r", upload.id, exc.__cause__ or exc)
-                    raise RequestError(ErrorCode.BAD_FILE, str(exc)) from None
-                blob = StoredBlob(digest, upload.size, found.mime, found.width, found.height)
-            await upload.run(_place, upload.temp, self._blob_path(digest))
-            await self.store.add_blob(blob)
-            file_id = secrets.token_urlsafe(16)
-            await self.store.add_file(file_id, digest, upload.name, upload.identity)
+            await self._begin_placing()
+            try:
+                blob = await self.store.file_blob(digest)
+                if blob is None:
+                    try:
+                        async with self._decodes:
+                            found = await upload.run(imaging.analyse, upload.temp)
+                    except imaging.BadImage as exc:
+                        log.debug("upload %s is no image: %r", upload.id, exc.__cause__ or exc)
+                        raise RequestError(ErrorCode.BAD_FILE, str(exc)) from None
+                    blob = StoredBlob(digest, upload.size, found.mime, found.width, found.height)
+                await upload.run(_place, upload.temp, self._blob_path(digest))
+                await self.store.add_blob(blob)
+                file_id = secrets.token_urlsafe(16)
+                await self.store.add_file(file_id, digest, upload.name, upload.identity)
+            finally:
+                self._end_placing()
         except OSError:
             log.exception("cannot store %s", upload.temp)
             self._discard(upload, "store failed")
@@ -572,3 +619,59 @@ class FileStore:
             return
         if removed:
             log.info("removed %d files left over by an earlier run", removed)
+
+    # --- garbage collection ---------------------------------------------------------------------
+
+    async def collect_garbage(self) -> tuple[int, int]:
+        """Delete what nobody can reach any more; return (files, blobs) deleted.
+
+        A file row goes once it is older than `unsent_file_ttl` and no stored message carries it
+        (never sent, or its messages went with their room), with its access rows. A blob goes
+        once no file row names it: database rows first, then the content on disk (a crash in
+        between leaves an unrecorded blob, which the start-up sweep removes).
+        """
+        async with self._collect_lock:
+            cutoff = time.time() - max(0.0, self.config.unsent_file_ttl)
+            files = await self.store.delete_unsent_files(cutoff, keep=self._sends_in_progress())
+            # No upload may look up its blob, place its content and record its file row while
+            # blobs are deleted: it could find the content on disk just before it goes.
+            self._not_collecting.clear()
+            try:
+                await self._none_placing.wait()
+                hashes = await self.store.delete_unused_blobs()
+                if hashes:
+                    # Shielded: once the rows are gone the content must go too, even on shutdown.
+                    await asyncio.shield(asyncio.to_thread(_unlink_blobs, self.root, hashes))
+            finally:
+                self._not_collecting.set()
+        if files or hashes:
+            log.info("garbage collection: %d files, %d blobs removed", len(files), len(hashes))
+        return len(files), len(hashes)
+
+    def _sends_in_progress(self) -> list[str]:
+        """Files named by sends begun within SEND_GRACE seconds (older entries are forgotten)."""
+        recent = self._loop.time() - SEND_GRACE
+        for file_id, (_, began) in list(self._sending.items()):
+            if began < recent:
+                del self._sending[file_id]
+        return list(self._sending)
+
+    async def _begin_placing(self) -> None:
+        while not self._not_collecting.is_set():
+            await self._not_collecting.wait()
+        self._placing += 1
+        self._none_placing.clear()
+
+    def _end_placing(self) -> None:
+        self._placing -= 1
+        if not self._placing:
+            self._none_placing.set()
+
+    async def _collect_periodically(self) -> None:
+        await asyncio.shield(self._ready)
+        while True:
+            try:
+                await self.collect_garbage()
+            except Exception:
+                log.exception("garbage collection failed (tried again in %g s)", GC_INTERVAL)
+            await asyncio.sleep(GC_INTERVAL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -84,6 +85,12 @@ MIGRATIONS: list[str] = [
         identity TEXT NOT NULL,
         PRIMARY KEY (file_id, identity)
     ) WITHOUT ROWID;
+    """,
+    # 3: garbage collection of files (server/files.py): find the messages carrying a file and
+    # the files over a blob without scanning whole tables.
+    """
+    CREATE INDEX messages_file ON messages(file_id) WHERE file_id IS NOT NULL;
+    CREATE INDEX files_sha256 ON files(sha256);
     """,
 ]
 
@@ -472,3 +479,28 @@ class Store:
             " SELECT ?, ? WHERE EXISTS (SELECT 1 FROM files WHERE id = ?)",
             [(file_id, identity, file_id) for identity in dict.fromkeys(identities)],
         )
+
+    async def delete_unsent_files(
+        self, created_before: float, keep: Iterable[str] = ()
+    ) -> list[str]:
+        """Delete the files created before `created_before` that no message carries, except
+        those in `keep`, with their access rows (ON DELETE CASCADE); return their ids.
+
+        One statement, so a message stored meanwhile either keeps its file or came too late.
+        """
+        async with self.db.execute(
+            "DELETE FROM files WHERE created < ?"
+            " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.file_id = files.id)"
+            " AND id NOT IN (SELECT value FROM json_each(?)) RETURNING id",
+            (created_before, json.dumps(list(keep))),
+        ) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+    async def delete_unused_blobs(self) -> list[str]:
+        """Delete the blobs no file row names; return their hashes (their content may go)."""
+        async with self.db.execute(
+            "DELETE FROM blobs"
+            " WHERE NOT EXISTS (SELECT 1 FROM files WHERE files.sha256 = blobs.sha256)"
+            " RETURNING sha256"
+        ) as cur:
+            return [row[0] for row in await cur.fetchall()]
