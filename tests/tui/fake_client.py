@@ -33,6 +33,7 @@ class FakeClient:
         connect_errors: Iterable[BaseException] = (),
         ask: Callable[[str, int, str], Awaitable[bool]] | None = None,
         fingerprint: str = ":".join(["AB"] * 32),
+        last_seen: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -44,6 +45,10 @@ class FakeClient:
         """Like `Trust(ask=...)`: when set, `connect()` asks about `fingerprint` first."""
         self.fingerprint = fingerprint
         self.state = ConnectionState.DISCONNECTED
+        self.resumed_from = last_seen
+        """The `last_seen` it was built with (where a real client resumes)."""
+        self.last_seen = last_seen or 0
+        """The highest message id `events()` yielded, like `ChatClient.last_seen`."""
         self.calls: list[tuple[Any, ...]] = []
         self.fail: dict[str, BaseException] = {}
         self.connect_errors = list(connect_errors)
@@ -61,7 +66,7 @@ class FakeClient:
             last_id=0,
         )
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._next_id = 1
+        self._next_id = self.last_seen + 1
         self._minute = 0
 
     # --- test helpers ------------------------------------------------------------------------
@@ -135,6 +140,8 @@ class FakeClient:
             event = await self._queue.get()
             if event is None:
                 return
+            if isinstance(event, protocol.Message):
+                self.last_seen = max(self.last_seen, event.id)
             yield event
 
     async def send_message(self, to: str, text: str) -> protocol.Message:

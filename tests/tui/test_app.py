@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.widgets import Button, Input, OptionList
+from textual.widgets import Button, Footer, Input, OptionList
+from textual.widgets._footer import FooterKey
+from textual.widgets._toast import Toast
 
 from tests.tui.fake_client import FakeClient
 from tests.tui.helpers import (
@@ -208,6 +210,60 @@ async def test_invite_dialog_offers_only_non_members() -> None:
         assert client.calls_to("invite") == [("invite", "team", "carol")]
 
 
+async def test_invite_dialog_leaves_out_pending_invitations() -> None:
+    client = fake(
+        users=[("alice", True), ("carol", False), ("dave", True)],
+        rooms=[("team", ["bob", "alice"])],
+    )
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        await screen.open_conversation("#team")
+
+        async def offered() -> tuple[list[str], str]:
+            await pilot.press("ctrl+t")
+            dialog = await screen_shown(pilot, InviteDialog, ".dialog-hint")
+            pending = dialog.query("#invite-pending")
+            text = str(pending.first().render()) if pending else ""
+            nicks = [nick for nick, _ in dialog.candidates]
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is screen, "the dialog closed")
+            return nicks, text
+
+        await type_line(pilot, "/invite carol")
+        await type_line(pilot, "/invite dave")
+        await wait_for(pilot, lambda: len(client.calls_to("invite")) == 2, "the invites")
+        await wait_for(pilot, lambda: len(screen.state.invited_to("team")) == 2, "remembered")
+        nicks, pending = await offered()
+        assert nicks == []
+        assert "carol, dave" in pending
+
+        client.push(protocol.Declined(room="team", nick="carol"))
+        client.push(protocol.Members(room="team", members=("bob", "alice", "dave")))
+        await wait_for(pilot, lambda: not screen.state.invited_to("team"), "both answered")
+        nicks, pending = await offered()
+        assert nicks == ["carol"]  # declined: offered again; dave joined: a member now
+        assert pending == ""
+
+
+async def test_leave_in_a_dm_pane_explains() -> None:
+    client = fake()
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        await type_line(pilot, "/leave")
+        await wait_for(pilot, lambda: app.notes, "a hint")
+        assert "group pane" in app.notes[-1]
+        await type_line(pilot, "/msg alice")
+        await wait_for(pilot, lambda: screen.current_address == "@alice", "alice's pane")
+        await type_line(pilot, "/leave")
+        await wait_for(pilot, lambda: len(app.notes) == 2, "a second hint")
+        assert "@alice is a direct conversation" in app.notes[-1]
+        assert "/close" in app.notes[-1]
+        assert not client.calls_to("leave")
+        assert screen.pane_for("@alice") is not None
+
+
 async def test_invite_command_needs_a_group_pane() -> None:
     client = fake(rooms=[("team", ["bob"])])
     app = make_app(client)
@@ -348,6 +404,23 @@ async def test_request_errors_become_notifications() -> None:
         assert any("no_such_user" in n for n in app.notes)
         assert not any("Traceback" in n for n in app.notes)
         assert app.is_running
+
+
+async def test_notifications_never_cover_the_input_line() -> None:
+    client = fake()
+    app = make_app(client)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        screen = await main_screen(pilot)
+        for n in range(3):
+            app.notify(f"note {n}: " + "a long notification that wraps " * 3, timeout=60)
+        await wait_for(pilot, lambda: len(screen.query(Toast)) == 3, "the toasts")
+        await pilot.pause()
+        composer = screen.composer.region
+        footer = screen.query_one(Footer).region
+        for toast in screen.query(Toast):
+            assert toast.region.height > 0
+            assert not toast.region.overlaps(composer)
+            assert not toast.region.overlaps(footer)
 
 
 async def test_bad_command_is_explained() -> None:
@@ -506,6 +579,75 @@ async def test_connect_screen_builds_a_client() -> None:
             ConnectParams("localhost", 7801, "dave"),
         ]
         assert ("close",) in clients[0].calls
+
+
+def footer_actions(app: ChatApp) -> list[str]:
+    return [key.action for key in app.screen.query(FooterKey)]
+
+
+async def test_reconnect_after_the_client_closed_for_good() -> None:
+    clients: list[FakeClient] = []
+    built: list[ConnectParams] = []
+
+    def factory(params: ConnectParams, ask: Any) -> FakeClient:
+        built.append(params)
+        client = fake(last_seen=params.last_seen)
+        clients.append(client)
+        return client
+
+    app = make_app(client_factory=factory, host="127.0.0.1", port=7700, nick="bob")
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await main_screen(pilot)
+        first = clients[0]
+        first.receive("alice", "@bob", "before the end")
+        await wait_for(pilot, lambda: screen.pane_for("@alice") is not None, "alice's pane")
+        log = log_of(screen, "@alice")
+        await wait_for(pilot, lambda: len(log.message_ids) == 1, "the message")
+        await pilot.press("ctrl+r")  # connected: nothing to do
+        await pilot.pause()
+        assert len(built) == 1
+        assert "reconnect" not in footer_actions(app)
+
+        first.push(StateChanged(ConnectionState.CLOSED, "auth_failed"))
+        first.end()
+        status = screen.status
+        await wait_for(pilot, lambda: "reconnect" in footer_actions(app), "the Reconnect key")
+        assert "ctrl+r reconnects" in str(status.render())
+        assert "auth_failed" in str(status.render())
+
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: len(built) == 2, "a fresh client")
+        second = clients[1]
+        assert second.resumed_from == first.last_seen == 1
+        await wait_for(pilot, lambda: status.state == "connected", "connected again")
+        assert "reconnects" not in str(status.render())
+        assert "reconnect" not in footer_actions(app)
+        pane = screen.pane_for("@alice")
+        assert pane is not None
+        assert pane.log_view is log  # the pane stayed open, with what it showed
+        second.receive("alice", "@bob", "after the reconnect", minute=5)
+        await wait_for(pilot, lambda: len(log.message_ids) == 2, "the new message, same pane")
+        assert any("before the end" in line for line in log.plain_lines)
+
+
+async def test_reconnect_from_the_command_palette() -> None:
+    clients: list[FakeClient] = []
+
+    def factory(params: ConnectParams, ask: Any) -> FakeClient:
+        clients.append(fake(last_seen=params.last_seen))
+        return clients[-1]
+
+    app = make_app(client_factory=factory, host="127.0.0.1", port=7700, nick="bob")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        clients[0].end()  # events() ended: closed for good
+        await wait_for(pilot, lambda: screen.status.state == "closed", "closed")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Reconnect")
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(clients) == 2, "a fresh client")
+        await wait_for(pilot, lambda: screen.status.state == "connected", "connected again")
 
 
 async def test_unknown_certificate_asks_and_trusts() -> None:

@@ -117,6 +117,35 @@ def test_state_invitations_and_candidates() -> None:
     assert "x" not in state.invites
 
 
+def test_state_remembers_invitations_we_sent() -> None:
+    state = ChatState()
+    state.apply_welcome(
+        welcome(
+            users=(
+                protocol.UserInfo(nick="Carol", online=False),
+                protocol.UserInfo(nick="dave", online=True),
+            ),
+            rooms=(protocol.RoomInfo(room="team", members=("bob",)),),
+        )
+    )
+    state.note_invited("Team", "Carol")
+    state.note_invited("team", "dave")
+    state.note_invited("team", "bob")  # a member already: nothing to wait for
+    assert state.invited_to("TEAM") == ["Carol", "dave"]
+    assert state.invite_candidates("team") == []
+    state.invitation_declined("team", "CAROL")
+    assert state.invite_candidates("team") == ["Carol"]
+    # A reconnect's welcome keeps what is still unanswered, minus who joined meanwhile.
+    state.note_invited("team", "Carol")
+    state.apply_welcome(welcome(rooms=(protocol.RoomInfo(room="team", members=("bob", "dave")),)))
+    assert state.invited_to("team") == ["Carol"]
+    state.set_members("team", ("bob", "dave", "carol"))
+    assert state.invited_to("team") == []
+    state.note_invited("team", "eve")
+    state.leave("team")
+    assert state.invited_to("team") == []
+
+
 def test_unread_counts_are_case_insensitive() -> None:
     state = ChatState()
     state.mark_unread("@Alice")

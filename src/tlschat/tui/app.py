@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import tzinfo
@@ -56,6 +57,8 @@ class ChatClientLike(Protocol):
     def tls_version(self) -> str | None: ...
     @property
     def cipher(self) -> str | None: ...
+    @property
+    def last_seen(self) -> int: ...
 
     async def connect(self) -> protocol.Welcome: ...
     async def close(self) -> None: ...
@@ -108,6 +111,7 @@ class ChatApp(App[int]):
     COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {ChatCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+r", "reconnect", "Reconnect"),
     ]
 
     def __init__(
@@ -148,6 +152,8 @@ class ChatApp(App[int]):
         """Fresh invitations waiting to be shown in the notification bar, oldest first."""
         self._welcomed = False
         self._attempts = 0
+        self._client_closed = False
+        """The client closed for good after `welcome`: only a new one (ctrl+r) connects again."""
 
     # --- start-up and connecting ---------------------------------------------------------------
 
@@ -199,8 +205,10 @@ class ChatApp(App[int]):
         """The one network worker: log in, then turn every event into an App message."""
         welcome = await client.connect()
         self.post_message(Welcomed(welcome))
+        closed = False
         async for event in client.events():
             if isinstance(event, StateChanged):
+                closed = event.state is ConnectionState.CLOSED
                 self.post_message(
                     ConnectionStateChanged(str(event.state), event.detail, event.retry_in)
                 )
@@ -208,7 +216,8 @@ class ChatApp(App[int]):
             message = translate(event)
             if message is not None:
                 self.post_message(message)
-        self.post_message(ConnectionStateChanged(str(ConnectionState.CLOSED)))
+        if not closed:  # a bare CLOSED would replace the one that says why (can_replace)
+            self.post_message(ConnectionStateChanged(str(ConnectionState.CLOSED)))
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
@@ -248,9 +257,16 @@ class ChatApp(App[int]):
         if not self._welcomed:
             self._show_connect_error(text)
         else:
+            self._set_closed(True)
             if self.main is not None:
                 self.main.status.show(state="closed", detail=describe_error(error))
-            self.notify(text, title="Disconnected", severity="error", markup=False, timeout=15)
+            self.notify(
+                f"{text} ctrl+r reconnects.",
+                title="Disconnected",
+                severity="error",
+                markup=False,
+                timeout=15,
+            )
 
     def _show_connect_error(self, text: str) -> None:
         screen = self.connect_screen
@@ -261,6 +277,36 @@ class ChatApp(App[int]):
             self.push_screen(self.connect_screen)
         else:
             self.notify(text, severity="error", markup=False)
+
+    # --- reconnecting after the client closed for good -----------------------------------------
+
+    @property
+    def can_reconnect(self) -> bool:
+        """The client closed for good and a new one can be built (a factory was given)."""
+        return self._client_closed and self.client_factory is not None and self._params is not None
+
+    def _set_closed(self, closed: bool) -> None:
+        if closed != self._client_closed:
+            self._client_closed = closed
+            self.screen.refresh_bindings()  # the footer shows Reconnect only while closed
+            if self.main is not None:
+                self.main.refresh_bindings()
+                self.main.status.show(hint="ctrl+r reconnects" if self.can_reconnect else "")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "reconnect":
+            return self.can_reconnect  # False hides it from the footer while connected
+        return True
+
+    async def action_reconnect(self) -> None:
+        """Connect again with a fresh client, resuming after the last message seen."""
+        if not self.can_reconnect or self._params is None:
+            return
+        last_seen = self.client.last_seen if self.client is not None else 0
+        params = dataclasses.replace(self._params, last_seen=last_seen or self._params.last_seen)
+        self._set_closed(False)
+        self._show_status(state=str(ConnectionState.CONNECTING), detail="")
+        await self._start(params)
 
     async def action_quit(self) -> None:
         """Close the connection politely, then exit."""
@@ -302,6 +348,7 @@ class ChatApp(App[int]):
     def _connection_state(self, event: ConnectionStateChanged) -> None:
         if self.main is None:
             return
+        self._set_closed(event.state == ConnectionState.CLOSED)
         detail = "" if event.state == ConnectionState.CONNECTED else event.detail
         self._show_status(state=event.state, detail=detail, retry_in=event.retry_in)
 
@@ -354,6 +401,7 @@ class ChatApp(App[int]):
 
     @on(InvitationDeclined)
     def _declined(self, event: InvitationDeclined) -> None:
+        self.state.invitation_declined(event.room, event.nick)
         text = f"{event.nick} declined the invitation to #{event.room}"
         self.notify(text, markup=False)
         if self.main is not None:
@@ -459,6 +507,8 @@ class ChatApp(App[int]):
         async def create() -> None:
             joined = await client.create_room(room, invite=tuple(invite))
             self.post_message(RoomJoined(joined.room, joined.members, joined.public))
+            for nick in invite:
+                self.state.note_invited(joined.room, nick)
             self.post_message(ConversationWanted(room_address(joined.room)))
 
         self._request(create(), f"create #{room}")
@@ -468,6 +518,7 @@ class ChatApp(App[int]):
 
         async def invite() -> None:
             await client.invite(room, nick)
+            self.state.note_invited(room, nick)
             self.notify(f"Invited {nick} to #{room}.", markup=False)
 
         self._request(invite(), f"invite {nick}")
@@ -523,6 +574,7 @@ def run_tui(
             params.nick,
             password=params.password,
             trust=Trust(cafile=cafile, ask=ask),
+            last_seen=params.last_seen,
         )
 
     app = ChatApp(client_factory=factory, host=host, port=port, nick=nick, password=password)

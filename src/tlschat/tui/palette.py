@@ -26,6 +26,8 @@ class ChatCommands(Provider):
             ("Join a public group…", screen.action_join, "ctrl+o"),
             ("Help", screen.action_help, "commands and keys (f1)"),
         ]
+        if screen.chat.can_reconnect:
+            found.insert(0, ("Reconnect", screen.chat.action_reconnect, "connect again (ctrl+r)"))
         room = screen.current_room
         if room is not None:
             found.append((f"Invite to #{room}…", screen.action_invite, "ctrl+t"))

@@ -62,6 +62,12 @@ class ChatState:
     """Pending invitations, by folded room name."""
     unread: dict[str, int] = field(default_factory=dict)
     """Unread message counts by conversation key."""
+    invited: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Invitations we sent that are still unanswered: folded room -> folded nick -> nick.
+
+    Only this session's: the server does not list them. One goes when a `members` event shows
+    the nick joined, or a `declined` event arrives.
+    """
 
     # --- identity and addressing -------------------------------------------------------------
 
@@ -88,6 +94,11 @@ class ChatState:
         self.users = {fold(u.nick): User(u.nick, u.online) for u in welcome.users}
         self.rooms = {fold(r.room): Room(r.room, r.members, r.public) for r in welcome.rooms}
         self.public_rooms = {fold(p.room): (p.room, p.members) for p in welcome.public_rooms}
+        for room in list(self.invited):
+            if room in self.rooms:
+                self._forget_invited(room, self.rooms[room].members)
+            else:
+                del self.invited[room]  # we are no longer in it
         fresh: list[Invitation] = []
         invites: dict[str, Invitation] = {}
         for info in welcome.invites:
@@ -132,6 +143,7 @@ class ChatState:
     def join(self, room: str, members: Iterable[str], public: bool) -> None:
         self.rooms[fold(room)] = Room(room, tuple(members), public)
         self.invites.pop(fold(room), None)
+        self._forget_invited(room, self.rooms[fold(room)].members)
         for nick in self.rooms[fold(room)].members:
             self.note_user(nick)
 
@@ -141,7 +153,8 @@ class ChatState:
             self.rooms[fold(room)] = Room(room, tuple(members))
         else:
             current.members = tuple(members)
-        for nick in members:
+        self._forget_invited(room, self.rooms[fold(room)].members)
+        for nick in self.rooms[fold(room)].members:
             self.note_user(nick)
 
     def members_of(self, room: str) -> tuple[str, ...]:
@@ -153,6 +166,7 @@ class ChatState:
 
     def leave(self, room: str) -> None:
         self.rooms.pop(fold(room), None)
+        self.invited.pop(fold(room), None)
         self.unread.pop(conversation_key(room_address(room)), None)
 
     def set_public(self, room: str, count: int) -> None:
@@ -169,7 +183,28 @@ class ChatState:
     def invite_candidates(self, room: str) -> list[str]:
         """Users we know of who are not members of `room` yet (online first), never ourselves."""
         members = {fold(m) for m in self.members_of(room)}
+        members |= self.invited.get(fold(room), {}).keys()
         return [u.nick for u in self.sorted_users() if fold(u.nick) not in members]
+
+    def note_invited(self, room: str, nick: str) -> None:
+        """We invited `nick` to `room`: not offered again until they join or decline."""
+        if fold(nick) not in {fold(m) for m in self.members_of(room)}:
+            self.invited.setdefault(fold(room), {})[fold(nick)] = nick
+
+    def invited_to(self, room: str) -> list[str]:
+        """Who we invited to `room` and has not answered yet, by name."""
+        return sorted(self.invited.get(fold(room), {}).values(), key=fold)
+
+    def invitation_declined(self, room: str, nick: str) -> None:
+        pending = self.invited.get(fold(room))
+        if pending is not None:
+            pending.pop(fold(nick), None)
+            if not pending:
+                del self.invited[fold(room)]
+
+    def _forget_invited(self, room: str, members: Iterable[str]) -> None:
+        for nick in members:
+            self.invitation_declined(room, nick)
 
     # --- invitations -------------------------------------------------------------------------
 

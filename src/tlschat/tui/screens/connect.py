@@ -27,6 +27,8 @@ class ConnectParams:
     port: int
     nick: str
     password: str | None = None
+    last_seen: int | None = None
+    """Resume after this message id (set when reconnecting after the client closed)."""
 
     @property
     def address(self) -> str:

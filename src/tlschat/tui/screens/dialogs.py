@@ -95,11 +95,15 @@ class InviteDialog(ModalScreen[str | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, room: str, candidates: Iterable[tuple[str, bool]]) -> None:
+    def __init__(
+        self, room: str, candidates: Iterable[tuple[str, bool]], *, pending: Iterable[str] = ()
+    ) -> None:
         super().__init__()
         self.room = room
         self.candidates = list(candidates)
         """(nick, online) of everyone who could be invited."""
+        self.pending = list(pending)
+        """Invited already (this session) and not answered yet: listed, not offered."""
         self._nicks = {pane_id("user", nick): nick for nick, _ in self.candidates}
 
     def compose(self) -> ComposeResult:
@@ -113,14 +117,24 @@ class InviteDialog(ModalScreen[str | None]):
                     for nick, online in self.candidates
                 ]
                 yield OptionList(*options, id="invite-list")
-                yield Static("Enter invites, Escape cancels.", classes="dialog-hint")
             else:
+                everyone = "a member or invited" if self.pending else "a member"
                 yield Static(
                     Content(
-                        "Everyone you know is already a member. /invite NICK invites anyone by name."
+                        f"Everyone you know is already {everyone}. "
+                        "/invite NICK invites anyone by name."
                     ),
                     classes="dialog-hint",
                 )
+            if self.pending:
+                yield Static(
+                    Content("Invited, no answer yet: " + ", ".join(self.pending)),
+                    id="invite-pending",
+                    classes="dialog-hint",
+                )
+            if self.candidates:
+                yield Static("Enter invites, Escape cancels.", classes="dialog-hint")
+            else:
                 yield Button("Close", id="invite-close")
 
     @on(OptionList.OptionSelected, "#invite-list")

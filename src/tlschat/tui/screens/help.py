@@ -27,6 +27,7 @@ KEYS: list[tuple[str, str]] = [
     ("up / down", "input history"),
     ("f2 / f3", "accept / decline the invitation shown"),
     ("ctrl+p", "command palette"),
+    ("ctrl+r", "reconnect, once the connection has closed for good"),
     ("ctrl+q", "quit"),
 ]
 

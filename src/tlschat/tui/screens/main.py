@@ -363,7 +363,15 @@ class MainScreen(Screen[None]):
                     self.chat.request_join(room)
             case commands.Leave(room=room):
                 target = room or self.current_room
-                if target is None:
+                address = self.current_address
+                if target is None and address is not None:
+                    self.notify(
+                        f"{address} is a direct conversation: there is no group to leave. "
+                        "/close (alt+w) closes the pane.",
+                        severity="warning",
+                        markup=False,
+                    )
+                elif target is None:
                     self.notify(
                         "/leave works in a group pane (or /leave ROOM).",
                         severity="warning",
@@ -428,7 +436,8 @@ class MainScreen(Screen[None]):
             if nick and room is not None:
                 self.chat.request_invite(room, nick)
 
-        self.app.push_screen(InviteDialog(room, candidates), answered)
+        pending = self.state.invited_to(room)
+        self.app.push_screen(InviteDialog(room, candidates, pending=pending), answered)
 
     def action_join(self) -> None:
         rooms = [name for name, _ in self.state.joinable_public_rooms()]

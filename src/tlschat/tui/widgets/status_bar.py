@@ -20,6 +20,8 @@ class StatusBar(Static):
         self.server = ""
         self.tls = ""
         self.nick = ""
+        self.hint = ""
+        """What the user can do about the state (`ctrl+r reconnects`), shown after it."""
         self._retry_at: float | None = None
         self._timer: Timer | None = None
 
@@ -35,6 +37,7 @@ class StatusBar(Static):
         server: str | None = None,
         tls: str | None = None,
         nick: str | None = None,
+        hint: str | None = None,
     ) -> None:
         """Update what changed (None leaves a field as it is)."""
         if state is not None:
@@ -51,6 +54,8 @@ class StatusBar(Static):
             self.tls = tls
         if nick is not None:
             self.nick = nick
+        if hint is not None:
+            self.hint = hint
         if self._retry_at is not None and self._timer is None and self.is_mounted:
             self._timer = self.set_interval(1.0, self._redraw)
         self._redraw()
@@ -74,6 +79,8 @@ class StatusBar(Static):
         parts: list[Content | str | tuple[str, str]] = [(f" {dot} {self.state_text()}", "bold")]
         if self.detail and self.state != "connected":
             parts.append((f" ({self.detail})", ""))
+        if self.hint:
+            parts += [" · ", (self.hint, "bold")]
         if self.server:
             parts += ["  ", (self.server, "")]
         if self.tls:
