@@ -19,10 +19,11 @@ import resource
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from daemon_process import start_daemon
 
 from tlschat import tls
 from tlschat.protocol import HEADER, encode_raw
@@ -37,23 +38,12 @@ def rss_kib(pid: int) -> int:
 
 
 def start_server(data_dir: Path, clients: int) -> tuple[subprocess.Popen[str], int]:
-    room = clients + 16
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "tlschat", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--data-dir", str(data_dir), "--log-level", "WARNING",
-            "--max-members", str(room), "--max-per-ip", str(room), "--max-unauth", str(room),
-            "--max-conns", str(room), "--rate-burst", "1000000", "--rate-per-sec", "1000000",
-            "--max-queue", str(4 * 1024 * 1024),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith("tlschat ") and "listening on" in line:
-            return proc, int(line.rsplit(":", 1)[1].split()[0])
-    raise SystemExit("server did not start")
+    room = str(clients + 16)
+    return start_daemon(
+        data_dir,
+        *("--max-members", room, "--max-per-ip", room, "--max-unauth", room, "--max-conns", room),
+        *("--rate-burst", "1000000", "--rate-per-sec", "1000000", "--max-queue", str(4 << 20)),
+    )
 
 
 class Client:

@@ -17,15 +17,14 @@ import asyncio
 import hashlib
 import io
 import math
-import os
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from daemon_process import start_daemon
 from PIL import Image
 
 from tlschat.client import ChatClient, Trust
@@ -34,21 +33,10 @@ MIB = 1024 * 1024
 
 
 def start_server(data_dir: Path, max_upload: int) -> tuple[subprocess.Popen[str], int]:
-    env = {**os.environ, "TLSCHAT_UPLOAD_RATE": str(1 << 40)}
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "tlschat", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--data-dir", str(data_dir), "--log-level", "WARNING", "--max-upload", str(max_upload),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith("tlschat ") and "listening on" in line:
-            return proc, int(line.rsplit(":", 1)[1].split()[0])
-    raise SystemExit("server did not start")
+    # The per-user upload byte rate has no flag (a config key): raise it through the environment.
+    return start_daemon(
+        data_dir, "--max-upload", str(max_upload), env={"TLSCHAT_UPLOAD_RATE": str(1 << 40)}
+    )
 
 
 def noise_png(mib: float, seed: int) -> bytes:

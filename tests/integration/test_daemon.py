@@ -20,6 +20,7 @@ from tests.wire import Closed, Wire, timeout
 
 from tlschat import tls
 from tlschat.protocol import ALPN
+from tlschat.server.daemon import listen_port
 
 TLSCHAT = [sys.executable, "-m", "tlschat"]
 
@@ -245,8 +246,8 @@ def _wait_listening(proc: subprocess.Popen[str]) -> tuple[int, list[str]]:
         if not line:
             break
         lines.append(line)
-        if line.startswith("tlschat ") and "listening on" in line:
-            port = int(line.rsplit(":", 1)[1].split()[0])
+        port = listen_port(line)
+        if port is not None:
             lines.append(proc.stderr.readline())  # certificate
             lines.append(proc.stderr.readline())  # fingerprint
             return port, lines

@@ -19,6 +19,8 @@ import pytest
 from tests.conftest import CertFiles
 from tests.wire import timeout
 
+from tlschat.server.daemon import listen_port
+
 TLSCHAT = [sys.executable, "-m", "tlschat"]
 
 TLS13_LABELS = {
@@ -68,8 +70,7 @@ class Daemon:
         # The fingerprint line comes last of the three startup lines (daemon.py).
         port = None
         while (line := self._next_line()) is not None:
-            if line.startswith("tlschat ") and "listening on" in line:
-                port = int(line.rsplit(":", 1)[1].split()[0])
+            port = listen_port(line) or port
             if line.startswith("SHA-256 fingerprint:"):
                 assert port is not None, self.lines
                 return port

@@ -272,13 +272,24 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def listening_line(data_dir: Path, host: str, port: int, tls_min: str) -> str:
+    """The startup line that says where the daemon listens (scripts read it: `listen_port`)."""
+    shown_host = host if ":" not in host else f"[{host}]"
+    return f"tlschat {data_dir}: listening on {shown_host}:{port} (TLS {tls_min}+)"
+
+
+def listen_port(line: str) -> int | None:
+    """The port in a `listening_line`, or None for any other line (`--port 0` prints the real one)."""
+    if not line.startswith("tlschat ") or ": listening on " not in line:
+        return None
+    return int(line.rsplit(":", 1)[1].split()[0])
+
+
 async def _serve(config: ServerConfig) -> int:
     server = ChatServer(config)
     await server.start()
-    shown_host = config.host if ":" not in config.host else f"[{config.host}]"
     print(
-        f"tlschat {server.data_dir}: listening on {shown_host}:{server.port} (TLS {config.tls_min}+)",
-        file=sys.stderr,
+        listening_line(server.data_dir, config.host, server.port, config.tls_min), file=sys.stderr
     )
     print(f"certificate: {server.cert_path}", file=sys.stderr)
     print(f"SHA-256 fingerprint: {server.fingerprint}", file=sys.stderr, flush=True)

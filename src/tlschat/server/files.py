@@ -341,15 +341,7 @@ class FileStore:
         # Counted before the first await, so that concurrent requests see it.
         self._uploads[upload_id] = upload
         pending.add(upload)
-        try:
-            upload.file = await upload.run(_create, upload.temp)
-        except OSError:
-            log.exception("cannot create %s", upload.temp)
-            self._discard(upload, "cannot create")
-            raise RequestError(ErrorCode.INTERNAL, "cannot store files now") from None
-        except BaseException:
-            self._discard(upload, "failed")
-            raise
+        upload.file = await self._disk_step(upload, "cannot store files now", _create, upload.temp)
         upload.timer = self._loop.call_later(
             self.config.upload_idle_timeout, self._idle_check, upload
         )
@@ -409,15 +401,9 @@ class FileStore:
             raise self._slow_down(wait)
         upload.refused_seq = None
         upload.last_active = self._loop.time()
-        try:
-            await upload.run(_append, upload.file, upload.digest, data)
-        except OSError:
-            log.exception("cannot write %s", upload.temp)
-            self._discard(upload, "write failed")
-            raise RequestError(ErrorCode.INTERNAL, "cannot store the file") from None
-        except BaseException:
-            self._discard(upload, "failed")
-            raise
+        await self._disk_step(
+            upload, "cannot store the file", _append, upload.file, upload.digest, data
+        )
         upload.received += len(data)
         upload.next_seq += 1
         if upload.received == upload.size:
@@ -501,6 +487,21 @@ class FileStore:
         if upload.timer is not None:
             upload.timer.cancel()
             upload.timer = None
+
+    async def _disk_step(
+        self, upload: _Upload, refusal: str, fn: Callable[..., T], *args: Any
+    ) -> T:
+        """Run one write of `upload` in its thread; any failure discards the upload (a disk
+        error becomes `internal` with `refusal` for the client, whose stream stays usable)."""
+        try:
+            return await upload.run(fn, *args)
+        except OSError:
+            log.exception("cannot write %s", upload.temp)
+            self._discard(upload, "disk error")
+            raise RequestError(ErrorCode.INTERNAL, refusal) from None
+        except BaseException:
+            self._discard(upload, "failed")
+            raise
 
     def _discard(self, upload: _Upload, why: str) -> None:
         """Forget the upload and remove its partial file (once any write in flight is done)."""
