@@ -18,6 +18,7 @@ from tlschat import tls
 from tlschat.config import ConfigError, ServerConfig
 from tlschat.protocol import ALPN, Bye, TlsChatError
 from tlschat.server.connection import Session
+from tlschat.server.files import FileStore
 from tlschat.server.registry import Invitation, Registry, Room
 from tlschat.server.router import Router
 from tlschat.server.store import Store
@@ -104,21 +105,13 @@ class ChatServer:
                 f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
             ) from None
         self.port = self._listener.sockets[0].getsockname()[1]
-        self._plug_files()  # only once startup can no longer fail: it starts its own cleanup
+        # Only once startup can no longer fail: the file service starts its own cleanup tasks.
+        self.router.files = FileStore(cfg, self.data_dir, self.store, self.router)
         self._background = [
             asyncio.create_task(self._every(FLUSH_INTERVAL, self.router.flush_marks)),
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.router.expire_invitations)),
         ]
         log.info("accepting connections on %s:%d", cfg.host, self.port)
-
-    def _plug_files(self) -> None:
-        """Attach the file service (PROTOCOL.md "Files and images") when it is available."""
-        try:
-            from tlschat.server.files import FileStore  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            return
-        assert self.router is not None
-        self.router.files = FileStore(self.config, self.data_dir, self.store, self.router)
 
     async def _load_rooms(self) -> None:
         for stored in await self.store.load_rooms():
