@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -148,12 +149,21 @@ def has_forbidden_controls(text: str) -> bool:
     return _FORBIDDEN_CONTROLS.search(text) is not None
 
 
+_second_prefix: tuple[int, str] = (-1, "")
+"""The last whole second formatted, and its `YYYY-MM-DDTHH:MM:SS.` (one strftime a second)."""
+
+
 def utc_timestamp(moment: datetime | None = None) -> str:
     """UTC, ISO 8601 with milliseconds: `2026-11-26T12:00:00.123Z`."""
-    moment = moment or datetime.now(UTC)
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    global _second_prefix
+    if moment is not None:
+        moment = moment.astimezone(UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    now = time.time()
+    second = int(now)
+    if _second_prefix[0] != second:
+        _second_prefix = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    return f"{_second_prefix[1]}{int((now - second) * 1000):03d}Z"
 
 
 # --- frame models -------------------------------------------------------------------------------

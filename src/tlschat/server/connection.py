@@ -77,6 +77,7 @@ class Session:
         self._held: list[tuple[bytes, int]] = []
         self._held_size = 0
         self._read_task: asyncio.Task[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self.transport.set_write_buffer_limits(high=min(PACING_HIGH_WATER, self.queue_limit // 4))
 
     def __repr__(self) -> str:
@@ -235,25 +236,44 @@ class Session:
             self.transport.abort()
 
     async def _read_loop(self) -> None:
-        conn = self.conn
+        self._arm_deadline()
         try:
             while not self.closing:
-                when, _ = conn.next_deadline()
-                try:
-                    async with asyncio.timeout_at(when):
-                        data = await self.reader.read(READ_SIZE)
-                except TimeoutError:
-                    conn.deadline_passed(self._loop.time())
-                    self._take_output()
-                    if conn.closing:
-                        self.shutdown(None, conn.close_reason)
-                        return
-                    continue
+                data = await self.reader.read(READ_SIZE)
                 if not data:
                     return
                 await self._receive(data)
+                if self.conn.decoder.pending_body():
+                    self._rearm_if_sooner()
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.debug("%r read failed: %s", self, exc)
+        finally:
+            if self._deadline is not None:
+                self._deadline.cancel()
+
+    def _arm_deadline(self) -> None:
+        """One timer per connection, set for the sans-I/O layer's next deadline. It is not moved
+        on every read: when it fires early (the peer spoke meanwhile) it is set again."""
+        when, _ = self.conn.next_deadline()
+        self._deadline = self._loop.call_at(when, self._deadline_due)
+
+    def _rearm_if_sooner(self) -> None:
+        """A frame's body is due sooner than the armed deadline (PROTOCOL.md: 10 s)."""
+        deadline = self._deadline
+        if deadline is not None and self.conn.next_deadline()[0] < deadline.when():
+            deadline.cancel()
+            self._arm_deadline()
+
+    def _deadline_due(self) -> None:
+        self._deadline = None
+        if self.closing:
+            return
+        self.conn.deadline_passed(self._loop.time())
+        self._take_output()
+        if self.conn.closing:
+            self.shutdown(None, self.conn.close_reason)
+            return
+        self._arm_deadline()
 
     async def _receive(self, data: bytes) -> None:
         conn = self.conn

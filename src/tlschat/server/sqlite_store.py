@@ -163,7 +163,7 @@ class _Writer(threading.Thread):
         super().__init__(name="tlschat-store-writer", daemon=True)
         self.path = path
         self.loop = loop
-        self.queue: queue.SimpleQueue[tuple[Write, asyncio.Future[Any]] | None] = (
+        self.queue: queue.SimpleQueue[list[tuple[Write, asyncio.Future[Any]]] | None] = (
             queue.SimpleQueue()
         )
         self.ready: asyncio.Future[None] = loop.create_future()
@@ -188,7 +188,7 @@ class _Writer(threading.Thread):
             item = self.queue.get()
             if item is None:
                 return
-            batch = [item]
+            batch = list(item)
             stop = False
             while len(batch) < MAX_BATCH:
                 try:
@@ -198,7 +198,7 @@ class _Writer(threading.Thread):
                 if more is None:
                     stop = True
                     break
-                batch.append(more)
+                batch.extend(more)
             self._post(_resolve, self._commit(conn, batch))
             if stop:
                 return
@@ -272,6 +272,8 @@ class SqliteStore:
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[Write, asyncio.Future[Any]]] = []
+        """Writes of this loop turn, handed to the writer together at its end (one wake-up)."""
 
     async def open(self) -> None:
         """Open (creating) the database and bring its schema up to date.
@@ -291,6 +293,7 @@ class SqliteStore:
             raise
 
     async def close(self) -> None:
+        self._submit()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.queue.put(None)
@@ -311,8 +314,15 @@ class SqliteStore:
         if self._writer is None or self._loop is None:
             raise StoreUnavailable("the store is closed")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._writer.queue.put((write, future))
+        if not self._pending:
+            self._loop.call_soon(self._submit)
+        self._pending.append((write, future))
         return future
+
+    def _submit(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and self._writer is not None:
+            self._writer.queue.put(pending)
 
     async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         if self._reader is None or self._loop is None or self._read_conn is None:
