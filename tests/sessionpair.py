@@ -74,8 +74,9 @@ class Client:
         self._read = 0
 
     async def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """The frames written after `data`, without `presence` (broadcasts come in batches)."""
         await self.session._receive(data)
-        return await self.frames()
+        return [f for f in await self.frames() if f["type"] != "presence"]
 
     async def request(self, frame: dict[str, Any]) -> list[dict[str, Any]]:
         return await self.feed(encode_raw(frame))

@@ -537,8 +537,12 @@ def encode_payload(frame: Frame) -> bytes:
 
 def encode(frame: Frame) -> bytes:
     """A whole frame, length prefix included, ready to write."""
-    body = encode_payload(frame)
-    return HEADER.pack(len(body)) + body
+    return frame_bytes(encode_payload(frame))
+
+
+def frame_bytes(payload: bytes) -> bytes:
+    """A payload with its length prefix."""
+    return HEADER.pack(len(payload)) + payload
 
 
 def with_ref(data: bytes, ref: str | None) -> bytes:

@@ -31,6 +31,9 @@ _TLS_VERSIONS = {"1.3": ssl.TLSVersion.TLSv1_3, "1.2": ssl.TLSVersion.TLSv1_2}
 
 # ssl.h: SSL_CTX_set1_groups_list(ctx, s) is SSL_CTX_ctrl(ctx, SSL_CTRL_SET_GROUPS_LIST, 0, s).
 _SSL_CTRL_SET_GROUPS_LIST = 92
+# ssl.h: SSL_CTX_set_mode(ctx, m) is SSL_CTX_ctrl(ctx, SSL_CTRL_MODE, m, NULL).
+_SSL_CTRL_MODE = 33
+_SSL_MODE_RELEASE_BUFFERS = 0x10
 
 
 class TlsConfigError(TlsChatError):
@@ -57,6 +60,9 @@ def server_context(
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _restrict(ctx, tls_min)
     ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    # An idle connection then holds no OpenSSL record buffers (about 34 KiB each otherwise):
+    # most of a chat server's connections are idle most of the time.
+    _Native.get().release_buffers(ctx)
     _load_cert_chain(ctx, certfile, keyfile)
     if client_ca is not None:
         _load_ca(ctx, client_ca)
@@ -205,6 +211,14 @@ class _Native:
         pointer = ctypes.cast(names, ctypes.c_void_p)
         if self._ctx_ctrl(self._ctx_pointer(ctx), _SSL_CTRL_SET_GROUPS_LIST, 0, pointer) != 1:
             raise TlsConfigError(f"OpenSSL refused the key-exchange groups {':'.join(groups)}")
+
+    def release_buffers(self, ctx: ssl.SSLContext) -> None:
+        """SSL_MODE_RELEASE_BUFFERS: free a connection's read/write buffers while it is idle."""
+        mode = self._ctx_ctrl(
+            self._ctx_pointer(ctx), _SSL_CTRL_MODE, _SSL_MODE_RELEASE_BUFFERS, None
+        )
+        if not mode & _SSL_MODE_RELEASE_BUFFERS:
+            raise TlsConfigError("OpenSSL refused SSL_MODE_RELEASE_BUFFERS")
 
     def _self_test(self) -> None:
         probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

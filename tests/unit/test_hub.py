@@ -13,14 +13,20 @@ class FakePeer:
         self.hub = hub
         self.queued: list[bytes] = []
         self.written: list[bytes] = []
+        self.cursor = hub.broadcast_cursor()
 
     def deliver(self, data: bytes, msg_id: int = 0) -> None:
         self.queued.append(data)
         self.hub.want_flush(self)
 
     def flush(self) -> None:
-        self.written.append(b"".join(self.queued))
+        if self.queued:
+            self.written.append(b"".join(self.queued))
         self.queued.clear()
+
+    def catch_up(self) -> None:
+        self.cursor, frames = self.hub.broadcasts_after(self.cursor)
+        self.queued.extend(frames)
 
 
 def test_first_and_last_session_decide_presence() -> None:
@@ -32,12 +38,12 @@ def test_first_and_last_session_decide_presence() -> None:
     assert again is alice
     assert not first
     assert alice.sessions == [one, two]
-    assert [info.nick for info in hub.online_users()] == ["Alice"]
+    assert dict(hub.online_entries()) == {"alice": b'{"nick":"Alice","online":true}'}
     assert not hub.detach(alice, one)
     assert hub.online("ALICE") is alice
     assert hub.detach(alice, two)
     assert hub.online("alice") is None
-    assert list(hub.online_users()) == []
+    assert list(hub.online_entries()) == []
 
 
 async def test_fan_out_reaches_every_session_once_and_flushes_once_per_turn() -> None:
@@ -50,12 +56,27 @@ async def test_fan_out_reaches_every_session_once_and_flushes_once_per_turn() ->
     # alice named twice, an offline user, and the sender's own session skipped.
     hub.deliver(["alice", "bob", "alice", "nobody"], b"m1", 1, skip=a1)
     hub.deliver(["bob"], b"m2", 2)
-    hub.broadcast(b"p")
-    assert a1.queued == [b"p"]
-    assert a2.queued == [b"m1", b"p"]
-    assert b1.queued == [b"m1", b"m2", b"p"]
-    assert c1.queued == [b"p"]
+    assert a1.queued == []
+    assert a2.queued == [b"m1"]
+    assert b1.queued == [b"m1", b"m2"]
     assert b1.written == []  # nothing is written before the loop turns
     await asyncio.sleep(0)
-    assert b1.written == [b"m1m2p"]  # one write for the whole turn
-    assert a2.written == [b"m1p"]
+    assert b1.written == [b"m1m2"]  # one write for the whole turn
+    assert a2.written == [b"m1"]
+
+
+async def test_broadcasts_go_out_together_and_before_a_later_frame() -> None:
+    hub = LocalHub()
+    early, late = FakePeer(hub), FakePeer(hub)
+    hub.attach(User(nick="early", registered=True), early)
+    hub.broadcast(b"p1")
+    late.cursor = hub.broadcast_cursor()  # logs in now: p1 is not for it
+    hub.attach(User(nick="late", registered=True), late)
+    hub.broadcast(b"p2")
+    assert early.written == []  # held for the batch
+    early.catch_up()  # a frame of its own comes: broadcasts first, in order
+    early.queued.append(b"m")
+    early.flush()
+    await asyncio.sleep(0.6)  # past the longest batch delay
+    assert early.written == [b"p1p2m"]
+    assert late.written == [b"p2"]

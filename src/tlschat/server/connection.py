@@ -73,6 +73,11 @@ class Session:
         self._queued_size = 0
         self._queued_newest = 0
         """The newest message id among the queued frames (the delivery mark after a flush)."""
+        self._backlog = 0
+        """Bytes the TLS transport still held after the last flush (counted against the queue
+        bound; read once per flush, not once per frame)."""
+        self._broadcast_cursor = (0, 0)
+        self._flush_wanted = False
         self._replaying = False
         self._held: list[tuple[bytes, int]] = []
         self._held_size = 0
@@ -100,7 +105,9 @@ class Session:
         self._enqueue(data, msg_id)
 
     def _enqueue(self, data: bytes, msg_id: int) -> None:
-        pending = self._queued_size + self.transport.get_write_buffer_size()
+        if self.user is not None:
+            self.catch_up()  # broadcasts queued before this frame go before it
+        pending = self._queued_size + self._backlog
         if pending and pending + len(data) > self.queue_limit:
             self.abort("slow_consumer")
             return
@@ -108,11 +115,21 @@ class Session:
         self._queued_size += len(data)
         if msg_id > self._queued_newest:
             self._queued_newest = msg_id
-        if len(self._queued) == 1:
+        if not self._flush_wanted:
+            self._flush_wanted = True
             self.hub.want_flush(self)
+
+    def catch_up(self) -> None:
+        self._broadcast_cursor, frames = self.hub.broadcasts_after(self._broadcast_cursor)
+        for data in frames:
+            self._queued.append(data)
+            self._queued_size += len(data)
+        if frames and self._queued_size + self._backlog > self.queue_limit:
+            self.abort("slow_consumer")
 
     def flush(self) -> None:
         """Write everything queued in one TLS write (the hub calls this once per loop turn)."""
+        self._flush_wanted = False
         if not self._queued or self.transport.is_closing():
             return
         data = b"".join(self._queued) if len(self._queued) > 1 else self._queued[0]
@@ -126,6 +143,10 @@ class Session:
             # The stream is broken mid-write: its framing is unknown now, so abort (STYLE.md).
             log.debug("%r write failed: %s", self, exc)
             self.abort("write failed")
+            return
+        self._backlog = self.transport.get_write_buffer_size()
+        if self._backlog > self.queue_limit:
+            self.abort("slow_consumer")
             return
         if newest:
             self.rules.mark_delivered(self, newest)
@@ -172,6 +193,7 @@ class Session:
                 self.deliver(data, msg_id)
 
     def logged_in(self, user: User) -> None:
+        self._broadcast_cursor = self.hub.broadcast_cursor()
         self.user = user
         self.conn.logged_in()
         if self._on_login is not None:

@@ -28,8 +28,8 @@ log = logging.getLogger("tlschat.server")
 
 # asyncio's TLS transport gives every connection a 256 KiB receive buffer (CPython's
 # sslproto.SSLProtocol.max_size), most of the daemon's memory per connection. A TLS record is at
-# most ~16 KiB, so 32 KiB still takes two per read; measured by benchmarks/fanout.py.
-TLS_READ_BUFFER = 32 * 1024
+# most ~16 KiB, so 16 KiB still takes one per read; measured by benchmarks/run.py (idle).
+TLS_READ_BUFFER = 16 * 1024
 
 FLUSH_INTERVAL = 2.0
 REFUSAL_LOG_INTERVAL = 10.0

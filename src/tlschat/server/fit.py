@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from tlschat.protocol import Frame, History, Rooms, UserInfo, Users, Welcome, encode_payload
@@ -81,3 +81,39 @@ def fit_welcome(welcome: Welcome, max_frame: int, relevant: set[str]) -> Welcome
     trimmed = cut_list(trimmed, "users", max_frame)
     trimmed = cut_list(trimmed, "invites", max_frame)
     return cut_list(trimmed, "rooms", max_frame)
+
+
+# --- the users everyone online shares, spliced in pre-encoded ---------------------------------
+
+_MORE = UserInfo(nick="\x00more", online=True)
+"""Stands where the other online users go; never sent (a nick cannot hold NUL)."""
+_MORE_JSON = encode_payload(_MORE)
+
+WithUsers = TypeVar("WithUsers", Welcome, Users)
+
+
+def encode_with_online(
+    frame: WithUsers, fit: Callable[[WithUsers, int], WithUsers], online: Iterable[bytes],
+    max_frame: int,
+) -> bytes:  # fmt: skip
+    """The payload of `frame` (whose `users` are the people that matter to the user) with as
+    many of `online` (other online users' `users` entries, already encoded) as fit in
+    `max_frame`. `fit` first cuts `frame` itself to leave room for them.
+
+    The online users are encoded once, when they come online (the hub keeps them), so a login
+    costs no encoding of everyone online: at most `max_frame` bytes are joined.
+    """
+    fitted: WithUsers = fit(frame, max_frame - len(_MORE_JSON) - 1)
+    body = encode_payload(fitted.model_copy(update={"users": (*fitted.users, _MORE)}))
+    marker = (b"," if fitted.users else b"") + _MORE_JSON
+    budget = max_frame - (len(body) - len(marker))
+    parts: list[bytes] = []
+    for entry in online:
+        budget -= len(entry) + 1
+        if budget < 0:
+            break
+        parts.append(entry)
+    spliced = b",".join(parts)
+    if spliced and fitted.users:
+        spliced = b"," + spliced
+    return body.replace(marker, spliced, 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from tlschat import __version__
@@ -21,11 +22,12 @@ from tlschat.protocol import (
     Users,
     Welcome,
     encode,
+    frame_bytes,
     is_valid_name,
     name_key,
 )
 from tlschat.server.auth import LoginThrottle, Passwords
-from tlschat.server.fit import fit_users, fit_welcome
+from tlschat.server.fit import encode_with_online, fit_users, fit_welcome
 from tlschat.server.registry import Room, User
 from tlschat.server.rules.base import Context, Peer, logged_in_user
 from tlschat.server.rules.messages import message_frames
@@ -108,8 +110,7 @@ class SessionRules:
         # From attach to the welcome being queued there is no await: no event can overtake it.
         user, first = ctx.hub.attach(user, peer)
         peer.logged_in(user)
-        welcome = self._welcome(user, partners).model_copy(update={"ref": f.ref})
-        peer.send(fit_welcome(welcome, ctx.config.max_frame, self._relevant(user, partners)))
+        peer.deliver(self._welcome(user, partners, f.ref))
         peer.begin_replay()
         last = 0
         try:
@@ -132,18 +133,28 @@ class SessionRules:
             await peer.deliver_paced(encode(message), message.id)
         return frames[-1].id if frames else 0
 
-    def _welcome(self, user: User, partners: dict[str, str]) -> Welcome:
+    def _welcome(self, user: User, partners: dict[str, str], ref: str | None) -> bytes:
         ctx = self.ctx
         invites = ctx.registry.invitations_for(user.key, time.time(), ctx.config.invite_ttl)
-        return Welcome(
+        relevant = self._relevant(user, partners)
+        welcome = Welcome(
+            ref=ref,
             nick=user.nick,
             server=f"tlschat/{__version__}",
             limits=ctx.limits,
-            users=tuple(self._visible_users(user, partners)),
+            users=tuple(self._relevant_users(relevant, user, partners)),
             rooms=tuple(room_info(room) for room in ctx.registry.rooms_of(user.key)),
             public_rooms=tuple(public_info(ctx)),
             invites=tuple(InviteInfo(room=room.name, by=inv.by) for room, inv in invites),
             last_id=ctx.last_id,
+        )
+        return frame_bytes(
+            encode_with_online(
+                welcome,
+                lambda w, size: fit_welcome(w, size, relevant),
+                self._others_online(relevant),
+                ctx.config.max_frame,
+            )
         )
 
     async def _dm_partners(self, user: User) -> dict[str, str]:
@@ -152,22 +163,6 @@ class SessionRules:
         # Guest identities start with "~": a guest's conversations end with its login.
         return await self.ctx.store.registered_nicks(i for i in identities if not i.startswith("~"))
 
-    def _visible_users(self, user: User, partners: dict[str, str]) -> list[UserInfo]:
-        """Every online user (kept ready by the hub) and every user who shares a conversation
-        with `user`."""
-        hub = self.ctx.hub
-        found = list(hub.online_users())
-        offline: dict[str, str] = {}
-        for room in self.ctx.registry.rooms_of(user.key):
-            for key, nick in room.members.items():
-                if hub.online(key) is None:
-                    offline[key] = nick
-        for key, nick in partners.items():
-            if hub.online(key) is None:
-                offline.setdefault(key, nick)
-        found.extend(UserInfo(nick=nick, online=False) for nick in offline.values())
-        return found
-
     def _relevant(self, user: User, partners: dict[str, str]) -> set[str]:
         """Nick keys of the people `user` shares a conversation with, and its own."""
         keys = {user.key, *partners}
@@ -175,11 +170,45 @@ class SessionRules:
             keys.update(room.members)
         return keys
 
+    def _relevant_users(
+        self, relevant: set[str], user: User, partners: dict[str, str]
+    ) -> list[UserInfo]:
+        """The `users` entries of the people `user` shares a conversation with (and its own),
+        online or not: these go first and are the last to be cut."""
+        nicks = dict(partners)
+        for room in self.ctx.registry.rooms_of(user.key):
+            nicks.update(room.members)
+        nicks[user.key] = user.nick
+        hub = self.ctx.hub
+        found = []
+        for key in relevant:
+            online = hub.online(key)
+            if online is not None:
+                found.append(UserInfo(nick=online.nick, online=True))
+            elif key in nicks:
+                found.append(UserInfo(nick=nicks[key], online=False))
+        return found
+
+    def _others_online(self, relevant: set[str]) -> Iterator[bytes]:
+        for key, entry in self.ctx.hub.online_entries():
+            if key not in relevant:
+                yield entry
+
     async def users(self, peer: Peer, f: Any) -> None:
         user = logged_in_user(peer)
         partners = await self._dm_partners(user)
-        reply = Users(ref=f.ref, users=tuple(self._visible_users(user, partners)))
-        peer.send(fit_users(reply, self.ctx.config.max_frame, self._relevant(user, partners)))
+        relevant = self._relevant(user, partners)
+        reply = Users(ref=f.ref, users=tuple(self._relevant_users(relevant, user, partners)))
+        peer.deliver(
+            frame_bytes(
+                encode_with_online(
+                    reply,
+                    lambda r, size: fit_users(r, size, relevant),
+                    self._others_online(relevant),
+                    self.ctx.config.max_frame,
+                )
+            )
+        )
 
     # --- the end of a session ----------------------------------------------------------------
 
