@@ -58,7 +58,7 @@ class ServerConfig:
     max_login_failures: int = 3
     login_failure_window: float = 60.0
     max_bad_frames: int = 20
-    """Bad frames in a row before a client is disconnected."""
+    """Bad frames (bad_frame, bad_request, unknown_type) allowed in a minute; one more closes."""
     max_members: int = 256
     max_rooms_per_user: int = 100
     invite_ttl: float = 7 * 24 * 3600.0
