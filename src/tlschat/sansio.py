@@ -253,7 +253,7 @@ class ClientConnection:
                 self.invalid += 1
                 continue
             if frame.type == "ping":
-                self.send(Pong())
+                self.send(Pong(ref=frame.ref))
                 continue
             return frame
         return None

@@ -37,12 +37,10 @@ from tlschat.protocol import (
     Error,
     FileData,
     FileMeta,
-    FrameDecoder,
     FrameTooLarge,
     Hello,
     History,
     HistoryRequest,
-    InvalidFrame,
     Invite,
     Invited,
     Join,
@@ -53,7 +51,6 @@ from tlschat.protocol import (
     Message,
     Ok,
     Ping,
-    Pong,
     Presence,
     ProtocolError,
     Request,
@@ -63,7 +60,6 @@ from tlschat.protocol import (
     RoomsRequest,
     Send,
     ServerFrame,
-    ServerPing,
     ServerPong,
     TlsChatError,
     Upload,
@@ -72,9 +68,9 @@ from tlschat.protocol import (
     Users,
     UsersRequest,
     Welcome,
-    decode_server_frame,
     encode,
 )
+from tlschat.sansio import ClientConnection
 
 log = logging.getLogger(__name__)
 
@@ -889,7 +885,7 @@ class ChatClient:
 
     async def _read_loop(self, link: _Link) -> None:
         """Decode frames and dispatch them until the connection ends; record why it ended."""
-        decoder = FrameDecoder(CLIENT_MAX_FRAME)
+        conn = ClientConnection(CLIENT_MAX_FRAME)
         reason = "connection lost"
         try:
             while True:
@@ -908,14 +904,15 @@ class ChatClient:
                     reason = link.bye or "the server closed the connection"
                     break
                 link.ping_outstanding = False
-                for payload in decoder.payloads(data):
-                    try:
-                        frame = decode_server_frame(payload)
-                    except InvalidFrame as exc:
-                        # Likely a newer server's frame type: skip it, the stream is still in sync.
-                        log.warning("ignoring a frame from the server: %s", exc)
-                        continue
+                conn.receive_data(data)
+                skipped = conn.invalid
+                while (frame := conn.next_frame()) is not None:
                     self._dispatch(link, frame)
+                if conn.invalid > skipped:
+                    # Likely a newer server's frame type: skipped, the stream is still in sync.
+                    log.warning("ignored %d frame(s) from the server", conn.invalid - skipped)
+                if answers := conn.data_to_send():  # `pong` to the server's `ping`
+                    link.writer.write(answers)
         except FrameTooLarge as exc:
             reason = f"bad frame from the server: {exc}"
         except ConnectionClosed as exc:
@@ -934,10 +931,6 @@ class ChatClient:
             self._fail_pending(link, reason)
 
     def _dispatch(self, link: _Link, frame: ServerFrame) -> None:
-        if isinstance(frame, ServerPing):
-            with contextlib.suppress(ConnectionClosed):
-                self._write(link, Pong(ref=frame.ref))
-            return
         if isinstance(frame, Message) and frame.file is not None:
             self._remember_file(frame.file)
         elif isinstance(frame, History):
