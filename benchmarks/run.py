@@ -100,11 +100,16 @@ def scenario_params(name: str, args: argparse.Namespace) -> Params:
 # --- the server under test -----------------------------------------------------------------------
 
 
-def proc_cpu(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
+def proc_times(pid: int) -> tuple[float, float]:
+    """utime and stime of a process (all its threads), in seconds."""
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    return sum(proc_times(pid))
 
 
 def proc_rss_kib(pid: int) -> int:
@@ -742,6 +747,7 @@ class Run:
         rss1 = server.rss()
         row.rss_kib = (rss1 - rss0) / params.clients
         pids = [proc.pid for proc, _ in handles]
+        sys0 = proc_times(server.pid)[1]
         cpu0 = server.cpu()
         gen0 = [proc_cpu(pid) for pid in pids]
         wall0 = time.monotonic()
@@ -755,6 +761,7 @@ class Run:
         stops = self.ask(handles, "stop", 0.5)
         wall = time.monotonic() - wall0
         cpu = server.cpu() - cpu0
+        row.notes.append(f"server {(proc_times(server.pid)[1] - sys0) / max(cpu, 1e-9):.0%} sys")
         latencies = sorted(x for s in stops for x in s["latencies"])
         if len(latencies) >= 2:
             row.p50_ms = 1000 * statistics.median(latencies)
