@@ -112,6 +112,17 @@ def proc_cpu(pid: int) -> float:
     return sum(proc_times(pid))
 
 
+def proc_wait(pid: int) -> float:
+    """Seconds the threads of a process spent runnable but waiting for a CPU (schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
 def proc_rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -708,16 +719,32 @@ class Run:
         parts = self.split([f"idle.c{i}" for i in range(n)])
         return [Job(i, nicks=p, **base) for i, p in enumerate(parts)]
 
-    def gen_bound(self, row: Row, gen_cpu: list[float], wall: float, server_cpu: float) -> None:
+    def waits(self, server: Server, handles: list[Any]) -> list[float]:
+        return [proc_wait(pid) for pid in [server.pid, *(proc.pid for proc, _ in handles)]]
+
+    def bound(
+        self, row: Row, gen_cpu: list[float], server_cpu: float, waits: list[float], wall: float
+    ) -> None:
+        """Utilisation of each side and which one limited the run.
+
+        `waits` are the seconds each side (server first, then the generator's processes) was
+        runnable but not running: its core was busy with other processes (on a shared machine,
+        other people's). A side is saturated when running + waiting fills its core.
+        """
+        cores = min(self.gen_cores, len(gen_cpu))
         row.server_util = server_cpu / wall
-        total = sum(gen_cpu) / wall
-        busiest = max(gen_cpu) / wall
-        row.gen_util = total / min(self.gen_cores, len(gen_cpu))
-        saturated = busiest >= 0.9 or total >= 0.9 * min(self.gen_cores, len(gen_cpu))
-        if saturated and row.server_util < 0.85:
-            row.notes.append("GENERATOR-BOUND (generator's core saturated, server's not)")
-        elif row.server_util >= 0.9:
+        row.gen_util = sum(gen_cpu) / wall / cores
+        server_wait = waits[0] / wall
+        gen_wait = max(waits[1:]) / wall
+        server_busy = row.server_util + server_wait
+        gen_busy = max(max(gen_cpu) / wall, row.gen_util) + gen_wait
+        row.notes.append(f"waited for a CPU: server {server_wait:.0%}, generator {gen_wait:.0%}")
+        if gen_busy >= 0.9 and server_busy < 0.85:
+            row.notes.append("GENERATOR-BOUND (its core was full, the server's was not)")
+        elif server_busy >= 0.9 and gen_busy < 0.85:
             row.notes.append("server-bound")
+        elif server_busy >= 0.9 and gen_busy >= 0.9:
+            row.notes.append("both cores full")
 
     def run_load(
         self, params: Params, jobs: list[Job], server: Server, handles: list[Any], row: Row,
@@ -750,13 +777,15 @@ class Run:
         sys0 = proc_times(server.pid)[1]
         cpu0 = server.cpu()
         gen0 = [proc_cpu(pid) for pid in pids]
+        waits0 = self.waits(server, handles)
         wall0 = time.monotonic()
         go = self.ask(handles, "go", {"to": f"#{room}" if room else ""})
         # The senders are done: utilisation over the load phase, then let the server finish
         # (its CPU up to there is the cost of the operations counted) and collect the counts.
         load_wall = time.monotonic() - wall0
         gen = [proc_cpu(pid) - g0 for pid, g0 in zip(pids, gen0, strict=True)]
-        self.gen_bound(row, gen, load_wall, server.cpu() - cpu0)
+        waits = [b - a for a, b in zip(waits0, self.waits(server, handles), strict=True)]
+        self.bound(row, gen, server.cpu() - cpu0, waits, load_wall)
         server.quiesce(60)
         stops = self.ask(handles, "stop", 0.5)
         wall = time.monotonic() - wall0
@@ -798,13 +827,15 @@ class Run:
         self, params: Params, server: Server, handles: list[Any], row: Row, rss0: int
     ) -> None:
         cpu0 = server.cpu()
+        waits0 = self.waits(server, handles)
         t0 = time.monotonic()
-        parallel = max(1, 100 // len(handles))
+        parallel = max(1, self.args.parallel // len(handles))
         setups = self.ask(handles, "setup", {"cap": params.cap, "parallel": parallel})
         elapsed = time.monotonic() - t0
         connected = sum(r["connected"] for r in setups)
         connect_s = max(r["elapsed"] for r in setups)
-        self.gen_bound(row, [r["cpu"] for r in setups], elapsed, server.cpu() - cpu0)
+        waits = [b - a for a, b in zip(waits0, self.waits(server, handles), strict=True)]
+        self.bound(row, [r["cpu"] for r in setups], server.cpu() - cpu0, waits, elapsed)
         waited = server.quiesce(30)
         cpu = server.cpu() - cpu0
         self.ask(handles, "settle", 0.5)
@@ -883,6 +914,7 @@ def main() -> None:
     parser.add_argument("--send-window", type=int, default=4, help="throughput: per sender")
     parser.add_argument("--rate", type=float, default=100.0, help="latency: messages/s offered")
     parser.add_argument("--idle-cap", type=float, default=90.0, help="idle: seconds to connect")
+    parser.add_argument("--parallel", type=int, default=100, help="idle: logins in flight")
     parser.add_argument("--sources", type=int, default=1, help="client source IPs 127.0.0.1..N")
     args = parser.parse_args()
 
