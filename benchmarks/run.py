@@ -22,6 +22,7 @@ Scenarios (`--scenarios`, comma-separated; default all):
     python benchmarks/run.py --pin                      # everything, both servers (~10 min)
     python benchmarks/run.py --quick                    # small counts, < 2 minutes
     python benchmarks/run.py --scenarios dm,fanout100 --server tlschat
+    python benchmarks/run.py --pin --serve-args="--max-frame 131072"   # more `tlschat serve` flags
 
 Figures are comparable only within one run on one machine: compare each tlschat figure with
 the bare relay's in the same table (the "x floor" column). On a shared machine, CPU per
@@ -37,6 +38,7 @@ import multiprocessing as mp
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -132,7 +134,9 @@ def proc_rss_kib(pid: int) -> int:
 
 
 class Server:
-    def __init__(self, kind: str, workdir: Path, certs: Path, clients: int, pin: bool) -> None:
+    def __init__(
+        self, kind: str, workdir: Path, certs: Path, clients: int, pin: bool, extra: list[str]
+    ) -> None:
         self.kind = kind
         self.log = workdir / f"{kind}.stderr"
         room = str(clients + 64)
@@ -144,7 +148,7 @@ class Server:
                 "--max-members", room, "--max-per-ip", room, "--max-unauth", room,
                 "--max-conns", room, "--rate-burst", "1000000", "--rate-per-sec", "1000000",
                 "--max-queue", str(64 << 20), "--login-timeout", "3600",
-                "--idle-timeout", "3600", "--handshake-timeout", "3600",
+                "--idle-timeout", "3600", "--handshake-timeout", "3600", *extra,
             ]  # fmt: skip
         else:
             cmd = [
@@ -670,7 +674,8 @@ class Run:
         args = self.args
         row = Row(params.name, kind)
         workdir = Path(tempfile.mkdtemp(prefix=f"{params.name}-{kind}-", dir=self.workdir))
-        server = Server(kind, workdir, self.certs, params.clients, args.pin)
+        extra = shlex.split(args.serve_args)
+        server = Server(kind, workdir, self.certs, params.clients, args.pin, extra)
         handles: list[Any] = []
         try:
             server.quiesce(10)
@@ -914,6 +919,9 @@ def main() -> None:
     parser.add_argument("--send-window", type=int, default=4, help="throughput: per sender")
     parser.add_argument("--rate", type=float, default=100.0, help="latency: messages/s offered")
     parser.add_argument("--idle-cap", type=float, default=90.0, help="idle: seconds to connect")
+    parser.add_argument(
+        "--serve-args", default="", help='more flags for tlschat serve: --serve-args="--flag value"'
+    )
     parser.add_argument("--parallel", type=int, default=100, help="idle: logins in flight")
     parser.add_argument("--sources", type=int, default=1, help="client source IPs 127.0.0.1..N")
     args = parser.parse_args()
