@@ -452,12 +452,22 @@ class Worker:
 
     window: asyncio.Semaphore | None = None
 
+    def _own_sender(self) -> str | None:
+        """The room's sender, if it is one of this worker's clients."""
+        sender = self.job.roles.get("sender")
+        return sender if sender in self.clients else None
+
+    async def do_arm(self, arg: None) -> bool:
+        """Set up the receivers before any worker starts sending (fan-out spans workers)."""
+        if self.job.params.kind in ("fanout", "latency"):
+            if self.job.params.kind == "fanout" and self._own_sender() is not None:
+                self.window = asyncio.Semaphore(self.job.params.window)
+            self._receivers()
+        return True
+
     async def load_fanout(self, arg: dict[str, Any]) -> None:
         params = self.job.params
-        sender = self.job.roles.get("sender")
-        if sender is not None:
-            self.window = asyncio.Semaphore(params.window)
-        self._receivers()
+        sender = self._own_sender()
         if sender is None:
             return
         client = self.clients[sender]
@@ -478,8 +488,7 @@ class Worker:
 
     async def load_latency(self, arg: dict[str, Any]) -> None:
         params = self.job.params
-        sender = self.job.roles.get("sender")
-        self._receivers()
+        sender = self._own_sender()
         if sender is None:
             return
         client = self.clients[sender]
@@ -778,6 +787,7 @@ class Run:
         server.quiesce(120)
         rss1 = server.rss()
         row.rss_kib = (rss1 - rss0) / params.clients
+        self.ask(handles, "arm", None)
         pids = [proc.pid for proc, _ in handles]
         sys0 = proc_times(server.pid)[1]
         cpu0 = server.cpu()
