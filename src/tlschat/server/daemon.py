@@ -219,13 +219,20 @@ class ChatServer:
         self._waiting_per_ip[ip] += 1
         waiting = True
         raw = writer.transport
+        session: Session | None = None
+        evicted = False
 
         def drop() -> None:
-            # The TLS transport once the handshake replaced the raw one (None if it failed).
-            (writer.transport or raw).abort()
+            """Evict: a session is aborted; a handshake in progress is cancelled (so asyncio's
+            start_tls cleans up after itself rather than finding its transport gone)."""
+            nonlocal evicted
+            evicted = True
+            if session is not None:
+                session.abort("evicted")
+            else:
+                task.cancel()
 
         self._waiting[task] = drop
-        session: Session | None = None
 
         def logged_in() -> None:
             nonlocal waiting
@@ -244,7 +251,11 @@ class ChatServer:
                 # AttributeError: asyncio's start_tls returns no transport when the connection
                 # was dropped during the handshake (evicted as the longest waiting, say).
                 log.debug("TLS handshake with %s failed: %s", ip, exc)
-                drop()
+                (writer.transport or raw).abort()
+                return
+            except asyncio.CancelledError:
+                if not evicted:
+                    raise
                 return
             ssl_object = writer.get_extra_info("ssl_object")
             if ssl_object is None or ssl_object.selected_alpn_protocol() != ALPN:
@@ -340,19 +351,6 @@ def listen_port(line: str) -> int | None:
 
 
 async def _serve(config: ServerConfig) -> int:
-    server = ChatServer(config)
-    await server.start()
-    print(
-        listening_line(server.data_dir, config.host, server.port, config.tls_min), file=sys.stderr
-    )
-    print(f"certificate: {server.cert_path}", file=sys.stderr)
-    print(f"SHA-256 fingerprint: {server.fingerprint}", file=sys.stderr, flush=True)
-    if config.keylog:
-        log.warning(
-            "!!! --keylog is on: TLS secrets are written to %s; anyone with that file can "
-            "decrypt captured traffic. Use it only to debug. !!!",
-            config.keylog,
-        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -366,14 +364,32 @@ async def _serve(config: ServerConfig) -> int:
     # through its self-pipe, and under load (thousands of connections, store threads waking the
     # loop) that pipe can be full, so the signal was lost (BlockingIOError) and the daemon stayed
     # up. A Python handler always runs; call_soon_threadsafe only needs the loop to turn.
+    # Installed before anything starts, so no signal finds the default action (SIGHUP kills).
     previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
+    server = ChatServer(config)
+    started = False
     try:
+        await server.start()
+        started = True
+        print(
+            listening_line(server.data_dir, config.host, server.port, config.tls_min),
+            file=sys.stderr,
+        )
+        print(f"certificate: {server.cert_path}", file=sys.stderr)
+        print(f"SHA-256 fingerprint: {server.fingerprint}", file=sys.stderr, flush=True)
+        if config.keylog:
+            log.warning(
+                "!!! --keylog is on: TLS secrets are written to %s; anyone with that file can "
+                "decrypt captured traffic. Use it only to debug. !!!",
+                config.keylog,
+            )
         await stop.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        await server.close()
+        if started:
+            await server.close()
     return 0
 
 
