@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ from tlschat.client.connection import (
     TrustError,
     describe,
 )
+from tlschat.client.guest_tokens import GuestTokens
 from tlschat.protocol import (
     ConnectionClosed,
     Message,
@@ -70,6 +72,15 @@ def _quiet_asyncio() -> None:
 def _client(
     host: str, port: int, nick: str, *, cafile: Path | None, password: str | None, reconnect: bool
 ) -> ChatClient:
+    # A guest keeps its resume token on disk, so a bot restarted within its hold is the same
+    # guest again, with its groups (PROTOCOL.md "Session" -> Guests).
+    tokens = GuestTokens() if password is None else None
+
+    def keep(token: str) -> None:
+        if tokens is not None:
+            with contextlib.suppress(OSError):
+                tokens.save(host, port, nick, token)
+
     return ChatClient(
         host,
         port,
@@ -78,6 +89,8 @@ def _client(
         trust=Trust(cafile=cafile, ask=None),
         reconnect=reconnect,
         client_name=f"tlschat-cli/{__version__}",
+        resume=tokens.load(host, port, nick) if tokens is not None else None,
+        on_resume=keep,
     )
 
 
