@@ -339,6 +339,20 @@ async def test_tail_with_filters_one_conversation(
     assert code == 0
 
 
+async def restart(server: Any, start_server: Any, events: Collector) -> None:
+    """Restart the server on its port; return once the client behind `events` is back."""
+    port = server.port
+    await server.close()
+    await start_server(port=port)
+    lost = await events.index(
+        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.RECONNECTING
+    )
+    await events.index(
+        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.CONNECTED,
+        start=lost,
+    )
+
+
 async def test_tail_reconnects_after_a_restart(
     server: Any,
     start_server: Any,
@@ -359,16 +373,7 @@ async def test_tail_reconnects_after_a_restart(
     first = await bob.send_message("@alice", "before")
     assert json.loads(await tail.line())["id"] == first.id
 
-    port = server.port
-    await server.close()
-    await start_server(port=port)
-    lost = await bob_events.index(
-        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.RECONNECTING
-    )
-    await bob_events.index(
-        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.CONNECTED,
-        start=lost,
-    )
+    await restart(server, start_server, bob_events)
     second = await bob.send_message("@alice", "after")  # stored if alice is not back yet
     assert json.loads(await tail.line(seconds=20))["id"] == second.id
     code, err = await tail.interrupt()
@@ -431,16 +436,7 @@ async def test_a_guest_tail_bot_keeps_its_groups_across_restarts(
     first = await bob.send_message("#ops", "to the bot")
     assert json.loads(await tail.line(seconds=20))["id"] == first.id
 
-    port = server.port
-    await server.close()
-    await start_server(port=port)
-    lost = await bob_events.index(
-        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.RECONNECTING
-    )
-    await bob_events.index(
-        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.CONNECTED,
-        start=lost,
-    )
+    await restart(server, start_server, bob_events)
     second = await bob.send_message("#ops", "after the restart")
     assert json.loads(await tail.line(seconds=20))["id"] == second.id
     code, err = await tail.interrupt()
