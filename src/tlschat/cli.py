@@ -1,4 +1,4 @@
-"""The `tlschat` command line: serve | tui | send | tail | gen-certs. Heavy imports stay lazy."""
+"""The `tlschat` command line: serve | tui | send | tail | get | gen-certs. Heavy imports stay lazy."""
 
 from __future__ import annotations
 
@@ -204,6 +204,13 @@ def tui(
 @click.argument("nick")
 @click.option("--to", "to", required=True, help="@nick or #room")
 @click.option(
+    "--file",
+    "file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="attach this file (an image shows inline in the TUI)",
+)
+@click.option(
     "--cafile", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None
 )
 @click.option(
@@ -214,20 +221,28 @@ def send(
     address: str,
     nick: str,
     to: str,
+    file: Path | None,
     cafile: Path | None,
     password_env: str | None,
     text: tuple[str, ...],
 ) -> None:
-    """Send one message (TEXT, or standard input) and exit."""
+    """Send one message (TEXT, or standard input; with --file, TEXT is optional) and exit."""
     try:
         host, port = parse_hostport(address)
     except click.BadParameter as exc:
         fail(exc.message)
-    body = " ".join(text) if text else sys.stdin.read().rstrip("\n")
+    if text:
+        body = " ".join(text)
+    elif file is not None:
+        body = ""  # a file alone: never wait on a terminal's standard input
+    else:
+        body = sys.stdin.read().rstrip("\n")
     password = read_password(password_env)
     from tlschat.client.headless import run_send
 
-    sys.exit(run_send(host, port, nick, to=to, text=body, cafile=cafile, password=password))
+    sys.exit(
+        run_send(host, port, nick, to=to, text=body, cafile=cafile, password=password, file=file)
+    )
 
 
 @cli.command()
@@ -259,6 +274,56 @@ def tail(
 
     sys.exit(
         run_tail(host, port, nick, as_json=as_json, with_=with_, cafile=cafile, password=password)
+    )
+
+
+@cli.command()
+@click.argument("address")
+@click.argument("nick")
+@click.argument("file_id")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="where to write it (a file or a folder; '-' is standard output); default: its name here",
+)
+@click.option(
+    "--sha256", default=None, help="the file's SHA-256, when its message is not in recent history"
+)
+@click.option(
+    "--cafile", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None
+)
+@click.option(
+    "--password-env", default=None, help="name of the environment variable holding the password"
+)
+def get(
+    address: str,
+    nick: str,
+    file_id: str,
+    output: str | None,
+    sha256: str | None,
+    cafile: Path | None,
+    password_env: str | None,
+) -> None:
+    """Download a file you may read (its id from `tail`), verified against its SHA-256."""
+    try:
+        host, port = parse_hostport(address)
+    except click.BadParameter as exc:
+        fail(exc.message)
+    password = read_password(password_env)
+    from tlschat.client.headless import run_get
+
+    sys.exit(
+        run_get(
+            host,
+            port,
+            nick,
+            file_id=file_id,
+            output=output,
+            sha256=sha256,
+            cafile=cafile,
+            password=password,
+        )
     )
 
 

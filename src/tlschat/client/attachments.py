@@ -1,0 +1,114 @@
+"""Files in the chat, in words: sizes, one-line summaries, why an upload or a download failed."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+from tlschat.protocol import FileMeta, RequestFailed
+
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+"""What the server decodes and verifies as an image (PROTOCOL.md "Files and images")."""
+
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def human_size(size: int) -> str:
+    """`136 B`, `12.5 KiB`, `3.2 MiB`."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def is_image(meta: FileMeta) -> bool:
+    """An image the server verified: one of its types, with its dimensions."""
+    return meta.mime in IMAGE_TYPES and bool(meta.width) and bool(meta.height)
+
+
+def summary(meta: FileMeta, *, times: str = "×") -> str:
+    """`red.png (image/png, 136 B, 64×48)`: what a person needs to know about a file."""
+    dims = f", {meta.width}{times}{meta.height}" if meta.width and meta.height else ""
+    return f"{meta.name} ({meta.mime}, {human_size(meta.size)}{dims})"
+
+
+def safe_name(name: str, fallback: str = "download") -> str:
+    """A file name to save a download under: no directories, no control characters."""
+    cleaned = _UNSAFE_NAME.sub("_", name).strip().lstrip(".")
+    return cleaned[:200] or fallback
+
+
+def check_readable(path: Path, max_upload: int | None) -> int:
+    """The size of the regular file at `path`, or OSError / RequestFailed(`too_large`) in words.
+
+    Blocking (stat and open): call it through `asyncio.to_thread` from the event loop.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise OSError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise OSError(f"{path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise OSError(f"{path} is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(f"{path} is not a regular file")
+    if not os.access(path, os.R_OK):
+        raise OSError(f"{path}: permission denied (cannot read it)")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise OSError(f"{path}: {exc.strerror or exc}") from None
+    if max_upload is not None and info.st_size > max_upload:
+        raise RequestFailed("too_large", too_large_text(path.name, info.st_size, max_upload))
+    return info.st_size
+
+
+def too_large_text(name: str, size: int, limit: int) -> str:
+    return (
+        f"{name} is too large ({human_size(size)}): this server accepts files "
+        f"up to {human_size(limit)}"
+    )
+
+
+def upload_failure(exc: BaseException, name: str, limit: int | None = None) -> str:
+    """Why sending the file `name` failed, in plain words."""
+    if isinstance(exc, RequestFailed):
+        if exc.code == "too_large":
+            if limit is not None:
+                return f"{name} is too large: this server accepts files up to {human_size(limit)}"
+            return exc.message or f"{name} is too large for this server"
+        if exc.code == "bad_file":
+            return f"the server refused {name}: it is not a valid image"
+        if exc.code == "hash_mismatch":
+            return f"{name} changed while it was being sent; try again"
+        if exc.code == "rate_limited":
+            return "too many uploads at once: wait for one to finish and try again"
+        if exc.code == "unavailable":
+            return "the server cannot store files right now; try again later"
+        return f"the server refused {name}: {exc.message or exc.code}"
+    if isinstance(exc, TimeoutError):
+        return f"sending {name} was interrupted: the server stopped answering"
+    if isinstance(exc, OSError):
+        return str(exc) or f"cannot read {name}"
+    return f"sending {name} was interrupted: {exc}"
+
+
+def download_failure(exc: BaseException, name: str) -> str:
+    """Why fetching the file `name` failed, in plain words."""
+    if isinstance(exc, RequestFailed):
+        if exc.code == "no_such_file":
+            return f"you may not download {name} (or it no longer exists)"
+        return f"the server refused {name}: {exc.message or exc.code}"
+    if isinstance(exc, TimeoutError):
+        return f"downloading {name} was interrupted: the server stopped answering"
+    if isinstance(exc, OSError):
+        return str(exc) or f"cannot write {name}"
+    return f"downloading {name} failed: {exc}"
