@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
-from tlschat.protocol import FileMeta, RequestFailed
+from tlschat.protocol import ConnectionClosed, FileMeta, RequestFailed
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 """What the server decodes and verifies as an image (PROTOCOL.md "Files and images")."""
@@ -82,6 +84,8 @@ def upload_failure(exc: BaseException, name: str, limit: int | None = None) -> s
     """Why sending the file `name` failed, in plain words."""
     if isinstance(exc, RequestFailed):
         if exc.code == "too_large":
+            if exc.message.startswith(f"{name} is too large"):
+                return exc.message
             if limit is not None:
                 return f"{name} is too large: this server accepts files up to {human_size(limit)}"
             return exc.message or f"{name} is too large for this server"
@@ -98,6 +102,8 @@ def upload_failure(exc: BaseException, name: str, limit: int | None = None) -> s
         return f"sending {name} was interrupted: the server stopped answering"
     if isinstance(exc, OSError):
         return str(exc) or f"cannot read {name}"
+    if isinstance(exc, ConnectionClosed):
+        return f"sending {name} was interrupted: the connection was lost"
     return f"sending {name} was interrupted: {exc}"
 
 
@@ -112,3 +118,47 @@ def download_failure(exc: BaseException, name: str) -> str:
     if isinstance(exc, OSError):
         return str(exc) or f"cannot write {name}"
     return f"downloading {name} failed: {exc}"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    Blocking: call it through `asyncio.to_thread` from the event loop.
+    """
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def copy_atomically(source: Path, path: Path, *, replace: bool = False) -> None:
+    """Copy `source` to `path` through a temporary file beside it; FileExistsError if `path`
+    exists and not `replace` (never overwrite silently). Blocking."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        if replace:
+            os.replace(name, path)
+        else:
+            try:
+                os.link(name, path)  # fails if `path` appeared meanwhile
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links here (FAT, some network drives)
+                if path.exists():
+                    raise FileExistsError(f"{path} exists") from None
+                os.replace(name, path)
+            else:
+                os.unlink(name)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise

@@ -103,7 +103,25 @@ class FileCache:
         finally:
             self._inflight.pop(key, None)
 
+    async def adopt(self, source: Path, meta: FileMeta) -> None:
+        """Keep a copy of a file we sent ourselves, so that its echo needs no download (the
+        copy is checked against `meta` when used, like every cached file)."""
+        await asyncio.to_thread(self._adopt, source, meta)
+
     # --- blocking parts (worker threads) -------------------------------------------------------
+
+    def _adopt(self, source: Path, meta: FileMeta) -> None:
+        from tlschat.client.attachments import copy_atomically
+
+        path = self.path_for(meta.sha256)
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            copy_atomically(source, path)
+        except FileExistsError:
+            return
+        self.trim(keep=path)
 
     def _lookup(self, meta: FileMeta) -> Path | None:
         path = self.path_for(meta.sha256)

@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -239,7 +238,7 @@ async def _get(
                     sys.stdout.buffer.write(data)
                     sys.stdout.buffer.flush()
                 else:
-                    await asyncio.to_thread(write_atomically, target, data)
+                    await asyncio.to_thread(attachments.write_atomically, target, data)
         except (RequestFailed, OSError, TimeoutError) as exc:
             _say(attachments.download_failure(exc, meta.name if meta else file_id))
             return EXIT_FAILED
@@ -268,20 +267,6 @@ async def find_file(client: ChatClient, file_id: str) -> FileMeta | None:
             if message.file is not None and message.file.id == file_id:
                 return message.file
     return None
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
 
 
 # --- tail ---------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
 from tlschat import protocol
-from tlschat.client import ConnectionState, StateChanged, TrustError
+from tlschat.client import ConnectionState, StateChanged, TrustError, attachments
+from tlschat.client.cache import FileCache
+from tlschat.tui import images
 from tlschat.tui.messages import (
     ConnectionStateChanged,
     ConversationWanted,
@@ -63,7 +65,15 @@ class ChatClientLike(Protocol):
     async def connect(self) -> protocol.Welcome: ...
     async def close(self) -> None: ...
     def events(self) -> AsyncIterator[Any]: ...
-    async def send_message(self, to: str, text: str) -> protocol.Message: ...
+    async def send_message(
+        self, to: str, text: str, file: str | None = None
+    ) -> protocol.Message: ...
+    async def upload_file(
+        self, path: Path, *, progress: Callable[[int, int], None] | None = None
+    ) -> protocol.FileMeta: ...
+    async def download_to(
+        self, file_id: str, path: Path, *, meta: protocol.FileMeta | None = None
+    ) -> None: ...
     async def history(
         self, with_: str, before: int | None = None, limit: int = 50
     ) -> protocol.History: ...
@@ -126,6 +136,8 @@ class ChatApp(App[int]):
         tz: tzinfo | None = None,
         cursor_blink: bool = True,
         theme: str | None = None,
+        file_cache: FileCache | None = None,
+        image_terminal: images.Terminal | None = None,
     ) -> None:
         super().__init__()
         if client is None and client_factory is None:
@@ -139,6 +151,13 @@ class ChatApp(App[int]):
         """False in snapshot tests, so screenshots do not depend on the blink phase."""
         if theme is not None:
             self.theme = theme
+        self.file_cache = file_cache if file_cache is not None else FileCache()
+        """Downloaded files by SHA-256 (the user's cache dir unless a test gives another)."""
+        self.image_terminal = image_terminal if image_terminal is not None else images.detect()
+        """How pictures are drawn (detected before the app starts; tests force half blocks)."""
+        self.limits: protocol.Limits | None = None
+        """The server's limits from the latest `welcome` (`max_upload` is checked before sending)."""
+        self._upload: Worker[None] | None = None
         self.state = ChatState()
         self.main: MainScreen | None = None
         self.connect_screen: ConnectScreen | None = None
@@ -322,6 +341,7 @@ class ChatApp(App[int]):
     @on(Welcomed)
     async def _welcomed_event(self, event: Welcomed) -> None:
         fresh = self.state.apply_welcome(event.welcome)
+        self.limits = event.welcome.limits
         self._welcomed = True
         if self.main is None:
             self.main = MainScreen(self.state)
@@ -542,6 +562,76 @@ class ChatApp(App[int]):
 
         self._request(leave(), f"leave #{room}")
 
+    # --- files --------------------------------------------------------------------------------
+
+    async def fetch_file(self, meta: protocol.FileMeta) -> Path:
+        """A local, verified copy of a file (downloaded once, then from the cache)."""
+        return await self.file_cache.fetch(self._client(), meta)
+
+    @property
+    def uploading(self) -> bool:
+        return self._upload is not None and self._upload.is_running
+
+    def request_upload(self, address: str, path: Path, text: str = "") -> None:
+        """Send the file at `path` to `address`: checked, uploaded with progress, then sent.
+
+        Failures are said in the conversation's pane, in words (too large, unreadable, not an
+        image, interrupted, cancelled).
+        """
+        if self.uploading:
+            self.notify(
+                "A file is being sent already: wait for it, or cancel it.",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self._upload = self.run_worker(
+            self._send_file(address, path, text),
+            name=f"send {path.name}",
+            group="upload",
+            exit_on_error=False,
+        )
+
+    def cancel_upload(self) -> None:
+        if self._upload is not None:
+            self._upload.cancel()
+
+    async def _send_file(self, address: str, path: Path, text: str) -> None:
+        client = self._client()
+        limit = self.limits.max_upload if self.limits is not None else None
+        bar = self.main.upload_bar if self.main is not None else None
+        try:
+            size = await asyncio.to_thread(attachments.check_readable, path, limit)
+        except (OSError, protocol.RequestFailed) as exc:
+            self._file_problem(
+                address, f"Not sent: {attachments.upload_failure(exc, path.name, limit)}."
+            )
+            return
+        if bar is not None:
+            bar.start(path.name, size, address)
+        try:
+            meta = await client.upload_file(path, progress=bar.advance if bar else None)
+            with contextlib.suppress(OSError, ValueError):
+                await self.file_cache.adopt(path, meta)
+            await client.send_message(address, text, file=meta.id)
+        except asyncio.CancelledError:
+            self._file_problem(address, f"Sending {path.name} was cancelled: nothing was sent.")
+            raise
+        except Exception as exc:
+            text = attachments.upload_failure(exc, path.name, limit)
+            self._file_problem(address, f"Not sent: {text}. /file or ctrl+u to try again.")
+        finally:
+            if bar is not None:
+                bar.finish()
+
+    def _file_problem(self, address: str, text: str) -> None:
+        """Say it in the pane of the conversation (and as a toast if that pane is not open)."""
+        pane = self.main.pane_for(address) if self.main is not None else None
+        if pane is not None and self.main is not None:
+            self.main.add_notice(address, text)
+        else:
+            self.notify(text, severity="warning", markup=False)
+
     def request_history(self, address: str, before: int | None) -> None:
         client = self._client()
 
@@ -577,6 +667,15 @@ def run_tui(
             last_seen=params.last_seen,
         )
 
-    app = ChatApp(client_factory=factory, host=host, port=port, nick=nick, password=password)
+    # textual-image asks the terminal what it can draw; only possible before Textual starts.
+    terminal = images.detect()
+    app = ChatApp(
+        client_factory=factory,
+        host=host,
+        port=port,
+        nick=nick,
+        password=password,
+        image_terminal=terminal,
+    )
     app.run()
     return app.return_code or 0

@@ -52,7 +52,16 @@ class Close:
 
 @dataclass(frozen=True)
 class Image:
-    path: str
+    """Send a picture (None: pick one)."""
+
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class SendFile:
+    """Send any file (None: pick one)."""
+
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class Quit:
     pass
 
 
-Command = Say | Msg | Create | InviteUser | Join | Leave | Close | Image | Help | Quit
+Command = Say | Msg | Create | InviteUser | Join | Leave | Close | Image | SendFile | Help | Quit
 
 USAGE: dict[str, tuple[str, str]] = {
     "msg": ("/msg NICK [TEXT]", "open the conversation with NICK, and send TEXT if given"),
@@ -74,7 +83,8 @@ USAGE: dict[str, tuple[str, str]] = {
     "join": ("/join ROOM", "join a public group"),
     "leave": ("/leave [ROOM]", "leave the current group (or ROOM)"),
     "close": ("/close", "close the current pane"),
-    "image": ("/image PATH", "send an image (not available yet)"),
+    "image": ("/image [PATH]", "send a picture (without PATH: pick one; also ctrl+u)"),
+    "file": ("/file [PATH]", "send a file (without PATH: pick one)"),
     "help": ("/help", "show commands and keys"),
     "quit": ("/quit", "leave tlschat"),
 }
@@ -138,9 +148,9 @@ def parse(line: str) -> Command:
                 raise CommandError(f"usage: {usage}")
             return Leave(_name(args[0], "#", "group name", name) if args else None)
         case "image":
-            if not rest.strip():
-                raise CommandError(f"usage: {usage}")
-            return Image(rest.strip())
+            return Image(rest.strip() or None)
+        case "file":
+            return SendFile(rest.strip() or None)
         case "close":
             return Close()
         case "help":

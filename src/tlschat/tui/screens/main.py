@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import events, on
@@ -10,12 +11,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent
 
 from tlschat import protocol
 from tlschat.tui import commands
 from tlschat.tui.screens.dialogs import ConfirmDialog, InvitationDialog, InviteDialog, PromptDialog
+from tlschat.tui.screens.file_actions import FileActions
 from tlschat.tui.screens.help import HelpScreen
 from tlschat.tui.state import (
     ChatState,
@@ -31,6 +32,7 @@ from tlschat.tui.widgets.message_log import MessageLog
 from tlschat.tui.widgets.pane import ConversationPane, MemberList, pane_title
 from tlschat.tui.widgets.sidebar import Sidebar
 from tlschat.tui.widgets.status_bar import StatusBar
+from tlschat.tui.widgets.upload_bar import UploadBar
 
 if TYPE_CHECKING:
     from tlschat.tui.app import ChatApp
@@ -44,7 +46,7 @@ PLACEHOLDER = (
 )
 
 
-class MainScreen(Screen[None]):
+class MainScreen(FileActions):
     """Routes what the App learns to the right pane; turns keys and commands into App requests."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -53,6 +55,7 @@ class MainScreen(Screen[None]):
         Binding("ctrl+t", "invite", "Invite"),
         Binding("ctrl+o", "join", "Join", show=False),
         Binding("ctrl+l", "leave", "Leave", show=False),
+        Binding("ctrl+u", "pick_file", "Send file", show=False),
         Binding("alt+w", "close_pane", "Close pane", show=False),
         Binding("f1", "help", "Help"),
         Binding("f2", "answer_invitation('accept')", "Accept"),
@@ -86,6 +89,7 @@ class MainScreen(Screen[None]):
                 yield Static(Content(PLACEHOLDER), id="placeholder")
                 yield TabbedContent(id="tabs")
                 yield InvitationBar(id="invitation-bar")
+                yield UploadBar(id="upload-bar")
                 yield Composer(placeholder="Pick a conversation, or type /help", id="composer")
         yield Footer(compact=True)
 
@@ -329,7 +333,24 @@ class MainScreen(Screen[None]):
         except commands.CommandError as exc:
             self.notify(str(exc), title="Command", severity="warning", markup=False)
             return
+        if isinstance(command, commands.Say) and self.current_address is not None:
+            path = await self.pasted_path(command.text)
+            if path is not None:  # a path alone (pasted, or dropped on the terminal)
+                self._offer_to_send(self.current_address, path, command.text)
+                return
         await self.run_command(command)
+
+    def _offer_to_send(self, address: str, path: Path, text: str) -> None:
+        def answered(send: bool | None) -> None:
+            if send:
+                self.chat.request_upload(address, path)
+            else:  # back in the input line, to edit or send as text
+                self.composer.value = text
+                self.composer.cursor_position = len(text)
+                self.composer.focus()
+
+        question = f"Send the file {path} to {address}?"
+        self.app.push_screen(ConfirmDialog(question, yes="Send file", no="Cancel"), answered)
 
     async def run_command(self, command: commands.Command) -> None:
         """Do what a parsed input line asks."""
@@ -381,10 +402,10 @@ class MainScreen(Screen[None]):
                     self.chat.request_leave(target)
             case commands.Close():
                 self.action_close_pane()
-            case commands.Image():
-                self.notify(
-                    "Sending images is not available yet.", severity="warning", markup=False
-                )
+            case commands.Image(path=path):
+                self.send_file(path, images_only=True)
+            case commands.SendFile(path=path):
+                self.send_file(path, images_only=False)
             case commands.Help():
                 self.action_help()
             case commands.Quit():
