@@ -55,7 +55,8 @@ class MainScreen(FileActions):
         Binding("ctrl+t", "invite", "Invite"),
         Binding("ctrl+o", "join", "Join", show=False),
         Binding("ctrl+l", "leave", "Leave", show=False),
-        Binding("ctrl+u", "pick_file", "Send file", show=False),
+        # Over the input line's own ctrl+u (delete to the start): issue 11 asks for the picker.
+        Binding("ctrl+u", "pick_file", "Send file", show=False, priority=True),
         Binding("alt+w", "close_pane", "Close pane", show=False),
         Binding("f1", "help", "Help"),
         Binding("f2", "answer_invitation('accept')", "Accept"),

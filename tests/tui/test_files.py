@@ -1,0 +1,290 @@
+"""Files in the TUI with a fake client: pictures inline and cached, cards, saving, sending, and
+the errors said in place (too large, not a file, not an image, cancelled, not allowed)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from tests.tui.fake_client import LIMITS, FakeClient
+from tests.tui.helpers import RecordingApp, log_of, main_screen, make_app, screen_shown, wait_for
+from tlschat import protocol
+from tlschat.client.cache import FileCache
+from tlschat.tui.images import Terminal
+from tlschat.tui.screens.dialogs import ConfirmDialog
+from tlschat.tui.screens.files import FilePicker, PictureView, PictureViewer, SaveDialog
+from tlschat.tui.widgets.message_log import MessageLog
+from tlschat.tui.widgets.upload_bar import UploadBar
+
+SIZE = (100, 30)
+HALF = Terminal("halfcell")
+
+
+def png(width: int = 64, height: int = 48) -> bytes:
+    picture = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle((0, 0, width // 2, height // 2), fill="red")
+    draw.ellipse((width // 3, height // 3, width - 2, height - 2), fill="blue")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def team() -> FakeClient:
+    client = FakeClient("bob", users=[("alice", True)], rooms=[("team", ["bob", "alice"])])
+    client.make_message("alice", "#team", "hello")
+    return client
+
+
+def app_with(client: FakeClient, cache: Path, **kwargs: Any) -> RecordingApp:
+    return make_app(client, file_cache=FileCache(cache), image_terminal=HALF, **kwargs)
+
+
+async def team_log(pilot: Pilot[Any]) -> MessageLog:
+    screen = await main_screen(pilot)
+    await screen.open_conversation("#team")
+    log = log_of(screen, "#team")
+    await wait_for(pilot, lambda: not log.more and not log.fetching_older, "history")
+    return log
+
+
+async def type_line(pilot: Pilot[Any], text: str) -> None:
+    composer = pilot.app.screen.query_one("#composer", Input)
+    composer.focus()
+    composer.value = text
+    await pilot.press("enter")
+
+
+def notices(log: MessageLog) -> str:
+    return "\n".join(log.plain_lines)
+
+
+# --- showing -------------------------------------------------------------------------------------
+
+
+async def test_picture_inline_keeps_its_aspect_and_is_fetched_once(tmp_path: Path) -> None:
+    client = team()
+    message = client.receive_file("alice", "#team", "shapes.png", png(64, 48), text="look")
+    cache = tmp_path / "cache"
+    async with app_with(client, cache).run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await wait_for(pilot, lambda: log.picture_sizes, "the picture decoded")
+        columns, rows = log.picture_sizes[message.file.id]  # type: ignore[union-attr]
+        # A cell is half as wide as it is tall: 64×48 shows as about twice as many columns
+        # as rows, times 4/3.
+        assert abs(columns / (rows * 2) - 64 / 48) < 0.15
+        text = notices(log)
+        assert "alice: look" in text
+        assert "shapes.png · 64×48" in text
+        assert "▀" in text
+        assert client.calls_to("download_to") == [("download_to", message.file.id)]  # type: ignore[union-attr]
+
+    # A second view (a restart: new app, same cache) makes no download request.
+    again = team()
+    again.receive_file("alice", "#team", "shapes.png", png(64, 48), text="look")
+    async with app_with(again, cache).run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await wait_for(pilot, lambda: log.picture_sizes, "the picture decoded")
+        assert again.calls_to("download_to") == []
+
+
+async def test_only_pictures_near_the_view_are_fetched(tmp_path: Path) -> None:
+    client = team()
+    for n in range(30):
+        client.make_message("alice", "#team", f"picture {n}")
+        meta = client.add_file(f"p{n}.png", png(40 + n, 30))
+        stored = client.store["#team"]
+        stored[-1] = stored[-1].model_copy(update={"file": meta})
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await wait_for(pilot, lambda: log.picture_sizes, "the newest pictures")
+        await pilot.pause(0.2)
+        fetched = len(client.calls_to("download_to"))
+        assert 0 < fetched < 10
+        log.scroll_home(animate=False)
+        await wait_for(
+            pilot,
+            lambda: ("download_to", "file1") in client.calls_to("download_to"),
+            "the oldest picture once scrolled to",
+        )
+
+
+async def test_a_file_that_is_no_picture_shows_as_a_card_and_saves(tmp_path: Path) -> None:
+    client = team()
+    data = b"%PDF-1.4 not really"
+    message = client.receive_file("alice", "#team", "report.pdf", data)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await wait_for(pilot, lambda: "report.pdf" in notices(log), "the card")
+        text = notices(log)
+        assert "Save" in text
+        assert "application/octet-stream · 19 B" in text
+        assert client.calls_to("download_to") == []  # nothing fetched until asked
+        log.post_message(MessageLog.FileChosen(log, message.file, "save"))  # type: ignore[arg-type]
+        dialog = await screen_shown(pilot, SaveDialog, "#save-path")
+        assert str(dialog.folder) != ""
+        target = downloads / "report.pdf"
+        dialog.query_one("#save-path", Input).value = str(target)
+        await pilot.press("enter")
+        await wait_for(pilot, target.exists, "saved")
+        assert target.read_bytes() == data
+
+        # Saving over it again asks first: the first Enter only warns.
+        log.post_message(MessageLog.FileChosen(log, message.file, "save"))  # type: ignore[arg-type]
+        dialog = await screen_shown(pilot, SaveDialog, "#save-path")
+        target.write_bytes(b"mine")
+        dialog.query_one("#save-path", Input).value = str(target)
+        await pilot.press("enter")
+        await wait_for(
+            pilot,
+            lambda: "already exists" in str(dialog.query_one("#save-error").render()),
+            "warned",
+        )
+        assert target.read_bytes() == b"mine"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: target.read_bytes() == data, "replaced on the second Save")
+
+
+async def test_click_opens_full_size_and_s_saves(tmp_path: Path) -> None:
+    client = team()
+    original = png(64, 48)
+    client.receive_file("alice", "#team", "shapes.png", original)
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await wait_for(pilot, lambda: log.picture_sizes, "decoded")
+        log.focus()
+        await pilot.press("enter")
+        viewer = await screen_shown(pilot, PictureViewer, "#viewer-picture")
+        picture = viewer.query_one(PictureView)
+        assert picture.virtual_size.width == 64  # one pixel a column at full size
+        await pilot.press("s")
+        dialog = await screen_shown(pilot, SaveDialog, "#save-path")
+        target = tmp_path / "saved.png"
+        dialog.query_one("#save-path", Input).value = str(target)
+        await pilot.press("enter")
+        await wait_for(pilot, target.exists, "saved")
+        assert target.read_bytes() == original
+
+
+async def test_no_permission_to_download_is_said_in_place(tmp_path: Path) -> None:
+    client = team()
+    message = client.receive_file("alice", "#team", "secret.png", png())
+    del client.files[message.file.id]  # type: ignore[union-attr]
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await wait_for(pilot, lambda: "you may not download secret.png" in notices(log), "said")
+
+
+# --- sending -------------------------------------------------------------------------------------
+
+
+async def test_image_command_sends_with_progress(tmp_path: Path) -> None:
+    client = team()
+    picture = tmp_path / "mine.png"
+    picture.write_bytes(png())
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await type_line(pilot, f"/image {picture}")
+        await wait_for(pilot, lambda: client.calls_to("send_message"), "sent")
+        (call,) = client.calls_to("send_message")
+        assert call[:3] == ("send_message", "#team", "")
+        assert client.progress[-1] == (picture.stat().st_size, picture.stat().st_size)
+        await wait_for(pilot, lambda: log.picture_sizes, "our own picture, shown")
+        assert client.calls_to("download_to") == []  # the cache kept the copy we sent
+
+
+async def test_picker_from_ctrl_u(tmp_path: Path) -> None:
+    client = team()
+    data = tmp_path / "notes.txt"
+    data.write_text("some notes\n")
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        await team_log(pilot)
+        await pilot.press("ctrl+u")
+        picker = await screen_shown(pilot, FilePicker, "#picker-path")
+        picker.query_one("#picker-path", Input).value = str(data)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: client.calls_to("send_message"), "sent")
+        assert client.calls_to("upload_file") == [("upload_file", "notes.txt", 11)]
+
+
+async def test_a_pasted_path_offers_to_send_the_file(tmp_path: Path) -> None:
+    client = team()
+    picture = tmp_path / "dropped file.png"
+    picture.write_bytes(png())
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        await team_log(pilot)
+        await type_line(pilot, f"'{picture}'")  # as terminals paste a dropped file
+        await screen_shown(pilot, ConfirmDialog, "#confirm-yes")
+        await pilot.click("#confirm-yes")
+        await wait_for(pilot, lambda: client.calls_to("send_message"), "sent")
+        assert client.calls_to("upload_file")[0][1] == "dropped file.png"
+
+
+async def test_too_large_is_said_before_any_byte_goes_out(tmp_path: Path) -> None:
+    client = team()
+    client.welcome = client.welcome.model_copy(
+        update={"limits": LIMITS.model_copy(update={"max_upload": 1000})}
+    )
+    big = tmp_path / "big.png"
+    big.write_bytes(png(300, 300) + b"\0" * 2000)
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await type_line(pilot, f"/image {big}")
+        await wait_for(pilot, lambda: "too large" in notices(log), "said in the pane")
+        assert "1000 B" in notices(log)
+        assert client.calls_to("upload_file") == []
+
+
+async def test_not_a_file_and_not_an_image_are_said(tmp_path: Path) -> None:
+    client = team()
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await type_line(pilot, f"/image {tmp_path / 'nothing.png'}")
+        await wait_for(pilot, lambda: "no such file" in notices(log), "missing file")
+        await type_line(pilot, f"/file {tmp_path}")
+        await wait_for(pilot, lambda: "is a folder" in notices(log), "a folder")
+        await type_line(pilot, f"/image {fake}")
+        await wait_for(pilot, lambda: "not a valid image" in notices(log), "not an image")
+        assert client.calls_to("send_message") == []
+
+
+async def test_cancel_stops_the_upload(tmp_path: Path) -> None:
+    client = team()
+    client.upload_gate = protocol_event()
+    picture = tmp_path / "slow.png"
+    picture.write_bytes(png())
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await type_line(pilot, f"/image {picture}")
+        bar = pilot.app.screen.query_one(UploadBar)
+        await wait_for(pilot, lambda: bar.active and client.progress, "uploading")
+        assert "slow.png" in str(bar.query_one("#upload-label").render())
+        await pilot.click("#upload-cancel")
+        await wait_for(pilot, lambda: "cancelled" in notices(log), "said in the pane")
+        assert not bar.active
+        assert client.calls_to("send_message") == []
+
+
+def protocol_event() -> Any:
+    import asyncio
+
+    return asyncio.Event()
+
+
+def test_commands_parse() -> None:
+    from tlschat.tui import commands
+
+    assert commands.parse("/image") == commands.Image(None)
+    assert commands.parse("/image ~/a b.png") == commands.Image("~/a b.png")
+    assert commands.parse("/file") == commands.SendFile(None)
+    assert commands.parse("/file x.pdf") == commands.SendFile("x.pdf")
+    assert isinstance(protocol.FileMeta, type)
