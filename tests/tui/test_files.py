@@ -244,6 +244,8 @@ async def test_too_large_is_said_before_any_byte_goes_out(tmp_path: Path) -> Non
 
 async def test_not_a_file_and_not_an_image_are_said(tmp_path: Path) -> None:
     client = team()
+    for n in range(40):  # enough to scroll: the notices must stay in view
+        client.make_message("alice", "#team", f"line {n}")
     fake = tmp_path / "fake.png"
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
     async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
@@ -252,9 +254,17 @@ async def test_not_a_file_and_not_an_image_are_said(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: "no such file" in notices(log), "missing file")
         await type_line(pilot, f"/file {tmp_path}")
         await wait_for(pilot, lambda: "is a folder" in notices(log), "a folder")
+        client.upload_gate = protocol_event()
         await type_line(pilot, f"/image {fake}")
+        bar = pilot.app.screen.query_one(UploadBar)
+        await wait_for(pilot, lambda: bar.active and client.progress, "uploading")
+        await pilot.pause(0.1)
+        client.upload_gate.set()
         await wait_for(pilot, lambda: "not a valid image" in notices(log), "not an image")
         assert client.calls_to("send_message") == []
+        # The upload bar came and went (the log shrank and grew): still following the newest.
+        await pilot.pause(0.1)
+        assert log.scroll_offset.y == log.max_scroll_y > 0
 
 
 async def test_cancel_stops_the_upload(tmp_path: Path) -> None:

@@ -100,6 +100,12 @@ class FileActions(Screen[None]):
 
         self.run_worker(fetch(), group="files", exit_on_error=False)
 
+    def action_open_file_in_view(self) -> None:
+        address = self.current_address
+        pane = self.pane_for(address) if address is not None else None
+        if pane is not None:
+            pane.log_view.action_open_file()
+
     def on_message_log_file_chosen(self, event: MessageLog.FileChosen) -> None:
         if event.action == "open":
             self.run_worker(self._open(event.log, event.meta), group="files", exit_on_error=False)

@@ -136,6 +136,7 @@ class SaveDialog(ModalScreen[Path | None]):
                 yield Button("Save", id="save-ok", variant="primary")
 
     def on_mount(self) -> None:
+        self._say("")
         self.query_one("#save-path", Input).focus()
 
     @on(Input.Changed, "#save-path")

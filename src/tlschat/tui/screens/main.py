@@ -57,6 +57,7 @@ class MainScreen(FileActions):
         Binding("ctrl+l", "leave", "Leave", show=False),
         # Over the input line's own ctrl+u (delete to the start): issue 11 asks for the picker.
         Binding("ctrl+u", "pick_file", "Send file", show=False, priority=True),
+        Binding("f4", "open_file_in_view", "Open picture", show=False),
         Binding("alt+w", "close_pane", "Close pane", show=False),
         Binding("f1", "help", "Help"),
         Binding("f2", "answer_invitation('accept')", "Accept"),

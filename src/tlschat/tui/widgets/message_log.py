@@ -181,6 +181,9 @@ class MessageLog(ScrollView, can_focus=True):
         self._rendered_styles: tuple[Style, ...] = ()
         self._relayouting = False
         """Scroll changes made by `_relayout` itself are not the user reaching the top."""
+        self._following = True
+        """The view was at the bottom when last scrolled: a resize (the upload bar showing,
+        say) keeps it there."""
         self._files: dict[str, attachments.FileState] = {}
         """Files shown, by id: whether their bytes are here, and their decoded pictures."""
 
@@ -544,11 +547,14 @@ class MessageLog(ScrollView, can_focus=True):
     # --- events --------------------------------------------------------------------------------
 
     def on_resize(self, event: events.Resize) -> None:
-        self._relayout()
+        # The height changed under a view that followed the newest messages: keep following
+        # (the new size already makes the old offset look scrolled up).
+        self._relayout((self._following or self._at_bottom(), self._anchor()))
         self.call_after_refresh(self._check_top)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
+        self._following = round(new_value) >= self.max_scroll_y
         if round(new_value) <= 0 and not self._relayouting:
             self._check_top()
         if round(old_value) != round(new_value):

@@ -22,8 +22,9 @@ class UploadBar(Horizontal):
         background: $boost;
     }
     UploadBar.-active { display: block; }
-    UploadBar > Label { width: 1fr; height: 1; color: $text; }
+    UploadBar > Label { width: 1fr; height: 1; color: $text; text-wrap: nowrap; text-overflow: ellipsis; }
     UploadBar > ProgressBar { width: auto; height: 1; padding: 0 1; }
+    UploadBar > ProgressBar Bar { width: 16; }
     UploadBar > Button { width: auto; min-width: 8; height: 1; }
     """
 
