@@ -95,23 +95,30 @@ async def test_picture_inline_keeps_its_aspect_and_is_fetched_once(tmp_path: Pat
 
 async def test_only_pictures_near_the_view_are_fetched(tmp_path: Path) -> None:
     client = team()
-    for n in range(30):
+    for n in range(60):  # more than the first page of history (50)
         client.make_message("alice", "#team", f"picture {n}")
         meta = client.add_file(f"p{n}.png", png(40 + n, 30))
         stored = client.store["#team"]
         stored[-1] = stored[-1].model_copy(update={"file": meta})
     async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
-        log = await team_log(pilot)
+        screen = await main_screen(pilot)
+        await screen.open_conversation("#team")
+        log = log_of(screen, "#team")
         await wait_for(pilot, lambda: log.picture_sizes, "the newest pictures")
         await pilot.pause(0.2)
         fetched = len(client.calls_to("download_to"))
         assert 0 < fetched < 10
-        log.scroll_home(animate=False)
-        await wait_for(
-            pilot,
-            lambda: ("download_to", "file1") in client.calls_to("download_to"),
-            "the oldest picture once scrolled to",
-        )
+        assert len(log.message_ids) == 50
+        # Scrolling up loads older history, whose pictures show the same way.
+        for _ in range(20):
+            if ("download_to", "file1") in client.calls_to("download_to"):
+                break
+            log.scroll_home(animate=False)
+            log.action_scroll_home()
+            await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "file1" in log.picture_sizes, "the oldest picture shown")
+        assert len(log.message_ids) == 61  # and "hello"
+        assert len(client.calls_to("download_to")) < 30
 
 
 async def test_a_file_that_is_no_picture_shows_as_a_card_and_saves(tmp_path: Path) -> None:
@@ -161,6 +168,12 @@ async def test_click_opens_full_size_and_s_saves(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: log.picture_sizes, "decoded")
         log.focus()
         await pilot.press("enter")
+        viewer = await screen_shown(pilot, PictureViewer, "#viewer-picture")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(pilot.app.screen, PictureViewer), "closed")
+        # A click on the picture opens it too.
+        line = next(i for i, text in enumerate(log.plain_lines) if "▀" in text)
+        await pilot.click(log, offset=(12, line - log.scroll_offset.y))
         viewer = await screen_shown(pilot, PictureViewer, "#viewer-picture")
         picture = viewer.query_one(PictureView)
         assert picture.virtual_size.width == 64  # one pixel a column at full size
