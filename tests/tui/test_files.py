@@ -311,3 +311,31 @@ def test_commands_parse() -> None:
     assert commands.parse("/file") == commands.SendFile(None)
     assert commands.parse("/file x.pdf") == commands.SendFile("x.pdf")
     assert isinstance(protocol.FileMeta, type)
+
+
+async def test_kitty_graphics_inline(tmp_path: Path, monkeypatch: Any) -> None:
+    """With the Kitty protocol, the picture is sent once and drawn as placeholder cells."""
+    import base64
+    import re
+
+    sent: list[str] = []
+    monkeypatch.setattr(MessageLog, "_send_to_terminal", lambda self, data: sent.append(data))
+    client = team()
+    message = client.receive_file("alice", "#team", "wide.png", png(200, 100))
+    kitty = Terminal("tgp", cell_width=10, cell_height=20)
+    app = make_app(client, file_cache=FileCache(tmp_path / "cache"), image_terminal=kitty)
+    async with app.run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await wait_for(pilot, lambda: log.picture_sizes, "the picture")
+        columns, rows = log.picture_sizes[message.file.id]  # type: ignore[union-attr]
+        assert (columns, rows) == (20, 5)  # its real size: 200×100 px in 10×20 px cells
+        (escape,) = sent
+        placement = re.search(r"\x1b_Ga=p,i=(\d+),c=(\d+),r=(\d+),U=1", escape)
+        assert placement is not None
+        assert (int(placement[2]), int(placement[3])) == (columns, rows)
+        payload = "".join(re.findall(r"\x1b_Gi=\d+,m=\d,f=100,q=2;([^\x1b]*)", escape))
+        with Image.open(io.BytesIO(base64.b64decode(payload))) as shown:
+            assert shown.size == (200, 100)
+        cells = [line for line in log.plain_lines if "\U0010eeee" in line]
+        assert len(cells) == rows
+        assert all(line.strip().count("\U0010eeee") == columns for line in cells)

@@ -8,8 +8,12 @@ thread (`render_cells` is blocking: call it through `asyncio.to_thread`).
 
 from __future__ import annotations
 
+import base64
+import io
+import itertools
 import logging
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -93,14 +97,18 @@ def inline_size(
     width: int, height: int, *, max_columns: int, max_rows: int, terminal: Terminal
 ) -> tuple[int, int]:
     """Cells (columns, rows) for a `width`×`height` picture in the log: never wider than
-    `max_columns` nor taller than `max_rows`, never enlarged past one pixel per half cell,
-    keeping the aspect ratio (a cell is `terminal.cell_aspect` as wide as it is tall)."""
+    `max_columns` nor taller than `max_rows`, never enlarged past one pixel per half cell
+    (with Kitty graphics: past its real size), keeping the aspect ratio (a cell is
+    `terminal.cell_aspect` as wide as it is tall)."""
     if width <= 0 or height <= 0 or max_columns <= 0 or max_rows <= 0:
         return 0, 0
-    columns = min(max_columns, width)
+    natural = width
+    if terminal.mode == "tgp":
+        natural = max(1, -(-width // max(1, terminal.cell_width)))
+    columns = min(max_columns, natural, len(_DIACRITICS) if _DIACRITICS else max_columns)
     rows = _rows_for(columns, width, height, terminal)
     if rows > max_rows:
-        rows = max_rows
+        rows = min(max_rows, len(_DIACRITICS)) if _DIACRITICS else max_rows
         columns = max(1, min(max_columns, round(rows * width / height / terminal.cell_aspect)))
     return columns, max(1, rows)
 
@@ -205,3 +213,60 @@ def _color(pixel: object) -> Color:
     else:
         r = g = b = int(pixel)  # type: ignore[call-overload]
     return Color.from_triplet(ColorTriplet(r, g, b))
+
+
+# --- the Kitty graphics protocol, inline ---------------------------------------------------------
+#
+# The picture is sent to the terminal once, with a "virtual placement" of columns×rows cells;
+# the log then draws ordinary text cells (U+10EEEE plus combining marks naming the row and the
+# column, the foreground colour naming the picture), so it scrolls, wraps and crops like text.
+# The same scheme as textual-image's TGP renderable, whose table of marks it uses.
+
+_PLACEHOLDER = "\U0010eeee"
+
+try:
+    from textual_image.renderable.tgp import _NUMBER_TO_DIACRITIC as _MARKS
+
+    _DIACRITICS: tuple[str, ...] = tuple(chr(code) for code in _MARKS)
+except Exception:  # pragma: no cover - textual-image is a dependency
+    _DIACRITICS = ()
+
+_kitty_ids = itertools.count(random.randint(1, 2**24))
+
+
+@dataclass(frozen=True)
+class KittyPicture:
+    """What the log needs for one picture: the escape codes that send it, and its cells."""
+
+    image_id: int
+    transmit: str
+    """Write once to the terminal (the Textual driver's `write`) before the strips show."""
+    strips: list[Strip]
+
+
+def render_kitty(path: Path, columns: int, rows: int, terminal: Terminal) -> KittyPicture:
+    """The picture at `path` scaled to columns×rows cells of real pixels: blocking (decoding,
+    scaling and PNG encoding), for a worker thread."""
+    from PIL import Image
+
+    picture = open_picture(path)
+    assert isinstance(picture, Image.Image)
+    size = (max(1, columns * terminal.cell_width), max(1, rows * terminal.cell_height))
+    buffer = io.BytesIO()
+    picture.resize(size, Image.Resampling.LANCZOS).save(buffer, format="PNG", compress_level=2)
+    payload = base64.b64encode(buffer.getvalue()).decode("ascii")
+    image_id = next(_kitty_ids) % (2**24 - 1) + 1
+    parts = []
+    while payload:
+        chunk, payload = payload[:4096], payload[4096:]
+        more = 1 if payload else 0
+        parts.append(f"\x1b_Gi={image_id},m={more},f=100,q=2;{chunk}\x1b\\")
+    parts.append(f"\x1b_Ga=p,i={image_id},c={columns},r={rows},U=1,q=2\x1b\\")
+    style = Style(color=f"rgb({(image_id >> 16) & 255},{(image_id >> 8) & 255},{image_id & 255})")
+    strips = []
+    for row in range(rows):
+        text = "".join(
+            f"{_PLACEHOLDER}{_DIACRITICS[row]}{_DIACRITICS[column]}" for column in range(columns)
+        )
+        strips.append(Strip([Segment(text, style)], columns))
+    return KittyPicture(image_id, "".join(parts), strips)

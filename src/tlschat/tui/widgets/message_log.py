@@ -315,11 +315,16 @@ class MessageLog(ScrollView, can_focus=True):
         background = self.rich_style.bgcolor
         triplet = background.get_truecolor() if background is not None else None
         back = (triplet.red, triplet.green, triplet.blue) if triplet is not None else (0, 0, 0)
-        mode = self._terminal.mode
+        terminal = self._terminal
         try:
-            strips = await asyncio.to_thread(
-                images.render_cells, path, *size, mode=mode, background=back
-            )
+            if terminal.mode == "tgp":
+                kitty = await asyncio.to_thread(images.render_kitty, path, *size, terminal)
+                self._send_to_terminal(kitty.transmit)
+                strips = kitty.strips
+            else:
+                strips = await asyncio.to_thread(
+                    images.render_cells, path, *size, mode=terminal.mode, background=back
+                )
         except Exception as exc:
             state.status, state.error = "failed", f"cannot show {meta.name}: {exc}"
             strips = None
@@ -328,6 +333,13 @@ class MessageLog(ScrollView, can_focus=True):
         if strips is not None:
             state.pictures[size] = strips
         self._file_changed(meta.id)
+
+    def _send_to_terminal(self, data: str) -> None:
+        """Raw escape codes (Kitty graphics), in order with Textual's own output: through the
+        driver's writer, never straight to stdout from here."""
+        driver = getattr(self.app, "_driver", None)  # Textual has no public handle on it
+        if driver is not None and not self.app.is_headless:
+            driver.write(data)
 
     def _want_visible_files(self) -> None:
         """Ask for the pictures within a screen of the view (lazily, never the whole history)."""
