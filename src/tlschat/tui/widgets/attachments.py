@@ -45,11 +45,13 @@ class FileState:
 
 
 def picture_box(
-    meta: FileMeta, text_width: int, view_height: int, terminal: Terminal
+    meta: FileMeta, text_width: int, screen_height: int, terminal: Terminal
 ) -> tuple[int, int]:
-    """(columns, rows) of `meta`'s picture in a log `text_width` wide and `view_height` tall."""
+    """(columns, rows) of `meta`'s picture in a log `text_width` wide, on a terminal
+    `screen_height` rows tall (not the log's height, which changes with the bars around it:
+    a picture keeps its size)."""
     width, height = meta.width or 1, meta.height or 1
-    max_rows = max(MIN_ROWS, min(MAX_ROWS, view_height * 2 // 3))
+    max_rows = max(MIN_ROWS, min(MAX_ROWS, screen_height // 2))
     return inline_size(width, height, max_columns=text_width, max_rows=max_rows, terminal=terminal)
 
 

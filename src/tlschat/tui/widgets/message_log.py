@@ -289,7 +289,7 @@ class MessageLog(ScrollView, can_focus=True):
             button = self._style("message-log--button")
             strips = attachments.card(meta, inner, base, button, state.error)
             return attachments.indent(strips, width, self.rich_style)
-        size = attachments.picture_box(meta, inner, self.size.height or 24, self._terminal)
+        size = attachments.picture_box(meta, inner, self.app.size.height or 24, self._terminal)
         picture = state.pictures.get(size)
         if picture is None:
             if state.status == "failed":
