@@ -127,13 +127,19 @@ def _rows_for(columns: int, width: int, height: int, terminal: Terminal) -> int:
     return max(1, round(columns * height / width * terminal.cell_aspect))
 
 
-def open_picture(path: Path) -> object:
-    """Decode a picture fully (first frame), in RGBA or RGB: blocking, for a worker thread."""
+def open_picture(path: Path, size: tuple[int, int] | None = None) -> object:
+    """Decode a picture fully (first frame), in RGBA or RGB: blocking, for a worker thread.
+
+    With `size`, a JPEG may be decoded at a reduced scale that still covers it (much faster
+    for a camera's photo shown in a few dozen cells).
+    """
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
     with Image.open(path) as img:
         img.seek(0)
+        if size is not None:
+            img.draft("RGB", size)
         img.load()
         mode = "RGBA" if img.mode in ("RGBA", "LA", "P", "PA") else "RGB"
         return img.convert(mode)
@@ -155,7 +161,7 @@ def render_cells(
     """
     from PIL import Image
 
-    picture = open_picture(path)
+    picture = open_picture(path, (columns, rows * 2))
     assert isinstance(picture, Image.Image)
     if picture.mode == "RGBA":
         flat = Image.new("RGB", picture.size, background)
@@ -249,9 +255,9 @@ def render_kitty(path: Path, columns: int, rows: int, terminal: Terminal) -> Kit
     scaling and PNG encoding), for a worker thread."""
     from PIL import Image
 
-    picture = open_picture(path)
-    assert isinstance(picture, Image.Image)
     size = (max(1, columns * terminal.cell_width), max(1, rows * terminal.cell_height))
+    picture = open_picture(path, size)
+    assert isinstance(picture, Image.Image)
     buffer = io.BytesIO()
     picture.resize(size, Image.Resampling.LANCZOS).save(buffer, format="PNG", compress_level=2)
     payload = base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -29,6 +30,12 @@ from tlschat.tui.widgets import attachments
 
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """Control characters (other than newline and tab) never reach the terminal, whatever a peer sends."""
+
+
+log = logging.getLogger(__name__)
+
+DECODES_AT_ONCE = 2
+"""Pictures one log decodes at the same time; the rest wait their turn."""
 
 
 def local_time(ts: str, tz: tzinfo | None = None) -> str:
@@ -184,6 +191,8 @@ class MessageLog(ScrollView, can_focus=True):
         self._following = True
         """The view was at the bottom when last scrolled: a resize (the upload bar showing,
         say) keeps it there."""
+        self._decode_slots: asyncio.Semaphore | None = None
+        """At most DECODES_AT_ONCE pictures decoded at once (worker threads share 2 cores)."""
         self._files: dict[str, attachments.FileState] = {}
         """Files shown, by id: whether their bytes are here, and their decoded pictures."""
 
@@ -316,23 +325,35 @@ class MessageLog(ScrollView, can_focus=True):
         triplet = background.get_truecolor() if background is not None else None
         back = (triplet.red, triplet.green, triplet.blue) if triplet is not None else (0, 0, 0)
         terminal = self._terminal
+        if self._decode_slots is None:
+            self._decode_slots = asyncio.Semaphore(DECODES_AT_ONCE)
         try:
-            if terminal.mode == "tgp":
-                kitty = await asyncio.to_thread(images.render_kitty, path, *size, terminal)
-                self._send_to_terminal(kitty.transmit)
-                strips = kitty.strips
-            else:
-                strips = await asyncio.to_thread(
-                    images.render_cells, path, *size, mode=terminal.mode, background=back
-                )
+            async with self._decode_slots:
+                strips = await self._decoded(path, size, terminal, back)
         except Exception as exc:
-            state.status, state.error = "failed", f"cannot show {meta.name}: {exc}"
+            log.debug("cannot decode %s: %r", meta.name, exc)
+            state.status, state.error = "failed", f"cannot show {meta.name}: it does not decode"
             strips = None
         finally:
             state.decoding.discard(size)
         if strips is not None:
             state.pictures[size] = strips
         self._file_changed(meta.id)
+
+    async def _decoded(
+        self,
+        path: Path,
+        size: tuple[int, int],
+        terminal: images.Terminal,
+        back: tuple[int, int, int],
+    ) -> list[Strip]:
+        if terminal.mode == "tgp":
+            kitty = await asyncio.to_thread(images.render_kitty, path, *size, terminal)
+            self._send_to_terminal(kitty.transmit)
+            return kitty.strips
+        return await asyncio.to_thread(
+            images.render_cells, path, *size, mode=terminal.mode, background=back
+        )
 
     def _send_to_terminal(self, data: str) -> None:
         """Raw escape codes (Kitty graphics), in order with Textual's own output: through the
