@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -51,7 +52,11 @@ class ErrorCode(StrEnum):
     BAD_FILE = "bad_file"
     HASH_MISMATCH = "hash_mismatch"
     NO_SUCH_FILE = "no_such_file"
+    NO_SUCH_MESSAGE = "no_such_message"
     FORBIDDEN = "forbidden"
+    BANNED = "banned"
+    REGISTRATION_CLOSED = "registration_closed"
+    UNAVAILABLE = "unavailable"
     RATE_LIMITED = "rate_limited"
     INTERNAL = "internal"
 
@@ -86,6 +91,15 @@ class InvalidFrame(ProtocolError):
 
     raw: dict[str, Any] | None = None
     """The decoded object, when it got that far (so the error reply can echo its `ref`)."""
+
+
+class RequestError(ProtocolError):
+    """A well-formed request the rules refuse (`no_such_room`, `rate_limited`...): the server
+    answers `error` with the request's `ref` and the connection stays open."""
+
+    def __init__(self, code: ErrorCode, message: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(message, code)
+        self.retry_after_ms = retry_after_ms
 
 
 class ConnectionClosed(TlsChatError):
@@ -135,12 +149,21 @@ def has_forbidden_controls(text: str) -> bool:
     return _FORBIDDEN_CONTROLS.search(text) is not None
 
 
+_second_prefix: tuple[int, str] = (-1, "")
+"""The last whole second formatted, and its `YYYY-MM-DDTHH:MM:SS.` (one strftime a second)."""
+
+
 def utc_timestamp(moment: datetime | None = None) -> str:
     """UTC, ISO 8601 with milliseconds: `2026-11-26T12:00:00.123Z`."""
-    moment = moment or datetime.now(UTC)
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    global _second_prefix
+    if moment is not None:
+        moment = moment.astimezone(UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    now = time.time()
+    second = int(now)
+    if _second_prefix[0] != second:
+        _second_prefix = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    return f"{_second_prefix[1]}{int((now - second) * 1000):03d}Z"
 
 
 # --- frame models -------------------------------------------------------------------------------
@@ -518,6 +541,15 @@ def encode(frame: Frame) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+def with_ref(data: bytes, ref: str | None) -> bytes:
+    """An encoded frame with `"ref":REF` added, without encoding the frame again (the echo of a
+    message to its sender is the same frame plus the request's `ref`)."""
+    if ref is None:
+        return data
+    body = data[HEADER.size : -1] + b',"ref":' + json.dumps(ref, ensure_ascii=False).encode() + b"}"
+    return HEADER.pack(len(body)) + body
+
+
 def encode_raw(obj: dict[str, Any]) -> bytes:
     """A frame from a plain dict (tests, tools that speak the wire directly)."""
     body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
@@ -537,6 +569,14 @@ def _reject_constant(name: str) -> Any:
     raise InvalidFrame(f"{name} is not JSON", ErrorCode.BAD_FRAME)
 
 
+def _has_lone_surrogate(obj: dict[str, Any]) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def decode_payload(payload: bytes) -> dict[str, Any]:
     """A payload's JSON object. Raise InvalidFrame(`bad_frame`) for anything PROTOCOL.md calls a bad frame."""
     try:
@@ -553,6 +593,9 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
         raise InvalidFrame("payload is not JSON", ErrorCode.BAD_FRAME) from None
     if not isinstance(obj, dict):
         raise InvalidFrame("payload is not a JSON object", ErrorCode.BAD_FRAME)
+    if "\\u" in text and _has_lone_surrogate(obj):
+        # `"\ud800"` is valid JSON but no Unicode text: it could never be sent on as UTF-8.
+        raise InvalidFrame("payload has a lone surrogate", ErrorCode.BAD_FRAME)
     if not isinstance(obj.get("type"), str):
         raise InvalidFrame("frame has no string member 'type'", ErrorCode.BAD_FRAME)
     return obj

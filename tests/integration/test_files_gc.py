@@ -23,7 +23,7 @@ async def past_ttl() -> None:
 
 
 async def collect(server: Any) -> tuple[int, int]:
-    result: tuple[int, int] = await server.router.files.collect_garbage()
+    result: tuple[int, int] = await server.files.collect_garbage()
     return result
 
 
@@ -137,18 +137,18 @@ async def test_file_of_a_deleted_room_is_removed(start_server: Any, dial: Dialer
 
 
 async def test_file_being_sent_is_not_collected(start_server: Any, dial: Dialer) -> None:
-    """The router checks a file (`meta_for_send`), then stores the message, then `grant`s:
-    a collection in between must not take the file from under the send."""
+    """The rules check a file (`meta_for_send`), then store the message, then call
+    `send_done`: a collection in between must not take the file from under the send."""
     server = await start_server(unsent_file_ttl=TTL)
     alice = await dial.open(server, "alice", PASSWORD)
     meta = await uploaded(alice, noise(1000, seed=7))
-    files = server.router.files
-    user = server.router.registry.online("alice")
+    files = server.files
+    user = server.hub.online("alice")
     await past_ttl()
 
     await files.meta_for_send(user, meta["id"])  # a send has begun
     assert await collect(server) == (0, 0)
-    await files.grant(meta["id"], [])  # ... and failed to store its message: the file is unsent
+    files.send_done(meta["id"])  # ... and failed to store its message: the file is unsent
     assert await collect(server) == (1, 1)
 
 

@@ -343,11 +343,19 @@ async def test_client_that_keeps_sending_bad_frames_is_disconnected(
     await still_open(bob)
 
 
-async def test_few_bad_frames_do_not_disconnect(start_server: Any, dial: Dialer) -> None:
+async def test_bad_frames_count_over_a_minute_even_between_good_ones(
+    start_server: Any, dial: Dialer
+) -> None:
+    """PROTOCOL.md: more than `max_bad_frames` bad frames in a minute close the connection; a
+    valid frame in between does not wipe the count (an attacker could otherwise go on forever)."""
     server = await start_server(max_bad_frames=3)
     alice = await dial.open(server, "alice")
     await drain(alice, 0.1)
-    for i in range(6):
+    for i in range(3):
         await alice.send_payload(b"garbage")
         assert_error(await alice.recv_type("error"), "bad_frame")
         await still_open(alice, ref=f"ok{i}")
+    await alice.send_payload(b"garbage")
+    assert_error(await alice.recv_type("error"), "bad_frame")
+    assert_error(await alice.recv_type("error"), "bad_frame")
+    assert await alice.closed_by_server()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tlschat.protocol import ErrorCode
-from tlschat.server.connection import RequestError
+from tlschat.protocol import ErrorCode, RequestError
 from tlschat.server.files import _sweep, _unlink_blobs, display_name
-from tlschat.server.store import Store, StoredBlob
+from tlschat.server.sqlite_store import SqliteStore
+from tlschat.server.store import NewMessage, StoredBlob
 
 
 @pytest.mark.parametrize(
@@ -74,25 +74,30 @@ def test_sweep_creates_the_folders(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = Store(tmp_path / "t.db")
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    db = SqliteStore(tmp_path / "t.db")
     await db.open()
     yield db
     await db.close()
 
 
-async def _access(store: Store) -> set[tuple[str, str]]:
-    async with store.db.execute("SELECT file_id, identity FROM file_access") as cur:
-        return {(row[0], row[1]) for row in await cur.fetchall()}
+async def _access(store: SqliteStore) -> set[tuple[str, str]]:
+    return {
+        (row[0], row[1]) for row in await store.read("SELECT file_id, identity FROM file_access")
+    }
 
 
-async def test_unsent_files_go_with_their_access_rows_and_sent_ones_stay(store: Store) -> None:
+async def test_unsent_files_go_with_their_access_rows_and_sent_ones_stay(
+    store: SqliteStore,
+) -> None:
     for sha in ("a" * 64, "b" * 64):
         await store.add_blob(StoredBlob(sha, 1, "application/octet-stream", None, None))
     await store.add_file("unsent", "a" * 64, "u.bin", "alice")
     await store.add_file("sent", "a" * 64, "s.bin", "alice")
     await store.add_file("kept", "b" * 64, "k.bin", "alice")
-    await store.insert_message(ts="t", sender="alice", to_addr="@bob", text="", file_id="sent")
+    await store.add_message(
+        NewMessage(ts="t", sender="alice", to_addr="@bob", text="", file_id="sent")
+    )
     await store.grant_file("unsent", ["bob"])
     await store.grant_file("sent", ["bob"])
 
@@ -110,12 +115,13 @@ async def test_unsent_files_go_with_their_access_rows_and_sent_ones_stay(store: 
     assert await store.blob_hashes() == {"a" * 64}
 
 
-async def test_files_of_a_deleted_room_become_unsent(store: Store) -> None:
+async def test_files_of_a_deleted_room_become_unsent(store: SqliteStore) -> None:
     await store.add_blob(StoredBlob("c" * 64, 1, "text/plain", None, None))
     await store.add_file("f", "c" * 64, "f.txt", "alice")
-    await store.create_room("crew", "crew", False)
-    await store.insert_message(ts="t", sender="alice", to_addr="#crew", text="", room_key="crew",
-                               file_id="f")  # fmt: skip
+    await store.create_room("crew", "crew", False, None)
+    await store.add_message(
+        NewMessage(ts="t", sender="alice", to_addr="#crew", text="", room_key="crew", file_id="f")
+    )
     assert await store.delete_unsent_files(time.time() + 1) == []
 
     await store.delete_room("crew")

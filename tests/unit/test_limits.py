@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from tlschat.server.outbox import Outbox
-from tlschat.server.ratelimit import FailureWindow, TokenBucket
+from tlschat.ratelimit import FailureWindow, TokenBucket
 
 
 class Clock:
@@ -55,39 +52,3 @@ def test_failure_window_blocks_after_the_limit_and_forgets() -> None:
     assert window.blocked_for("alice") == pytest.approx(30)
     clock.now += 30
     assert window.blocked_for("alice") == 0.0
-
-
-async def test_outbox_refuses_overflow_without_waiting() -> None:
-    box = Outbox(limit=10)
-    assert box.put(b"12345")
-    assert box.put(b"12345")
-    assert not box.put(b"1")
-    batch = await box.take()
-    assert batch == [(b"12345", 0), (b"12345", 0)]
-    assert box.size == 0
-    assert box.put(b"1" * 10)
-
-
-async def test_outbox_takes_one_oversized_frame_when_empty() -> None:
-    box = Outbox(limit=4)
-    assert box.put(b"123456789")
-    assert not box.put(b"1")
-
-
-async def test_paced_put_waits_for_room() -> None:
-    box = Outbox(limit=10)
-    box.put(b"x" * 8, 1)
-    waiter = asyncio.create_task(box.put_paced(b"y" * 8, 2))
-    await asyncio.sleep(0.01)
-    assert not waiter.done()
-    assert await box.take() == [(b"x" * 8, 1)]
-    await asyncio.wait_for(waiter, 1)
-    assert await box.take() == [(b"y" * 8, 2)]
-
-
-async def test_closed_outbox_drains_then_ends() -> None:
-    box = Outbox(limit=100)
-    box.put(b"last")
-    box.close()
-    assert await box.take() == [(b"last", 0)]
-    assert await box.take() is None

@@ -50,7 +50,8 @@ PROTOCOL_ERROR_CODES = {
     "version_unsupported", "nick_invalid", "nick_taken", "auth_required", "auth_failed",
     "no_such_user", "no_such_room", "room_exists", "room_invalid", "not_member", "already_member",
     "no_invite", "text_too_long", "too_large", "bad_file", "hash_mismatch", "no_such_file",
-    "forbidden", "rate_limited", "internal",
+    "no_such_message", "forbidden", "banned", "registration_closed", "unavailable", "rate_limited",
+    "internal",
 }  # fmt: skip
 
 CLIENT_TYPES = {

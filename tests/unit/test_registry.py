@@ -1,34 +1,12 @@
-"""The room/presence registry with plain calls: no sockets, no loop."""
+"""The room registry with plain calls: no sockets, no loop."""
 
 from __future__ import annotations
 
 from tlschat.server.registry import Invitation, Registry, Room, User
 
 
-class FakeSession:
-    pass
-
-
-def test_first_and_last_session_decide_presence() -> None:
+def test_rooms_are_case_insensitive_but_keep_their_spelling() -> None:
     registry = Registry()
-    one, two = FakeSession(), FakeSession()
-    alice, first = registry.attach(User(nick="Alice", registered=True), one)
-    assert first
-    again, first = registry.attach(User(nick="alice", registered=True), two)
-    assert again is alice
-    assert not first
-    assert alice.sessions == [one, two]
-    assert not registry.detach(alice, one)
-    assert registry.online("ALICE") is alice
-    assert registry.detach(alice, two)
-    assert registry.online("alice") is None
-
-
-def test_nicks_and_rooms_are_case_insensitive_but_keep_their_spelling() -> None:
-    registry = Registry()
-    registry.attach(User(nick="Bob.X", registered=False), FakeSession())
-    assert registry.online("bob.x") is not None
-    assert registry.online("bob.x").nick == "Bob.X"  # type: ignore[union-attr]
     room = Room(name="Ops", public=False)
     registry.add_room(room)
     assert registry.room("OPS") is room
@@ -67,7 +45,7 @@ def test_accepting_clears_the_invitation() -> None:
     registry = Registry()
     room = Room(name="r", public=False)
     registry.add_room(room)
-    room.invites["carol"] = Invitation(nick="carol", by="alice", created=100.0, persisted=True)
+    room.invites["carol"] = Invitation(nick="carol", by="alice", created=100.0)
     assert [r for r, _ in registry.invitations_for("Carol", now=101.0, ttl=60)] == [room]
     registry.add_member(room, "carol", 0, guest=False)
     assert registry.invitations_for("carol", now=101.0, ttl=60) == []
@@ -77,8 +55,8 @@ def test_invitations_expire() -> None:
     registry = Registry()
     room = Room(name="r", public=False)
     registry.add_room(room)
-    room.invites["old"] = Invitation(nick="old", by="a", created=0.0, persisted=True)
-    room.invites["new"] = Invitation(nick="new", by="a", created=50.0, persisted=True)
+    room.invites["old"] = Invitation(nick="old", by="a", created=0.0)
+    room.invites["new"] = Invitation(nick="new", by="a", created=50.0)
     assert registry.invitations_for("old", now=100.0, ttl=60) == []
     assert len(registry.invitations_for("new", now=100.0, ttl=60)) == 1
     dropped = registry.expire_invitations(now=100.0, ttl=60)

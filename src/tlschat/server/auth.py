@@ -7,7 +7,7 @@ import asyncio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from tlschat.server.ratelimit import FailureWindow
+from tlschat.ratelimit import FailureWindow
 
 
 class Passwords:

@@ -1,4 +1,5 @@
-"""One client connection: a reader task with deadlines, a writer task fed by a bounded outbox."""
+"""One client connection's I/O: a reader task around the sans-I/O `ServerConnection`, and
+frames queued by fan-out written with one TLS write per loop turn."""
 
 from __future__ import annotations
 
@@ -8,51 +9,33 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tlschat.protocol import (
-    Error,
-    ErrorCode,
-    Frame,
-    FrameDecoder,
-    FrameTooLarge,
-    InvalidFrame,
-    ProtocolError,
-    Reply,
-    ServerPing,
-    SessionState,
-    check_allowed,
-    decode_client_frame,
-    encode,
-    ref_of,
-)
-from tlschat.server.outbox import Outbox
-from tlschat.server.ratelimit import TokenBucket
+from tlschat.protocol import Error, ErrorCode, Frame, ProtocolError, Reply, encode
+from tlschat.sansio import ServerConnection
 
 if TYPE_CHECKING:
     from tlschat.config import ServerConfig
+    from tlschat.server.hub import Hub
     from tlschat.server.registry import User
-    from tlschat.server.router import Router
+    from tlschat.server.rules import Rules
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
-FLUSH_ON_CLOSE = 2.0
-"""Seconds a closing connection gets to flush its last frames (an error, `bye`)."""
-
-
-class RequestError(ProtocolError):
-    """A request the router refuses; the session answers `error` with the request's `ref`."""
-
-    def __init__(self, code: ErrorCode, message: str, retry_after_ms: int | None = None) -> None:
-        super().__init__(message, code)
-        self.retry_after_ms = retry_after_ms
+CLOSE_TIMEOUT = 3.0
+"""Seconds a closing connection gets to flush its last frames (an error, `bye`) and say
+close_notify; a peer that never reads does not hold the server up longer."""
+PACING_HIGH_WATER = 64 * 1024
+"""Bytes buffered in the TLS transport above which `deliver_paced` waits (replay, downloads)."""
 
 
 class Session:
-    """The server's side of one TLS connection. Created after the handshake; `run()` until it ends."""
+    """The server's side of one TLS connection, created after the handshake; `run()` until it
+    ends. This is the `Peer` the rules and the hub queue frames on."""
 
     def __init__(
         self,
-        router: Router,
+        rules: Rules,
+        hub: Hub,
         config: ServerConfig,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
@@ -62,32 +45,40 @@ class Session:
         accepted_at: float,
         on_login: Callable[[], None] | None = None,
     ) -> None:
-        self.router = router
-        self.config = config
+        self.rules = rules
+        self.hub = hub
         self.reader = reader
         self.writer = writer
+        self.transport = writer.transport
         self.peer_ip = peer_ip
         self.peer_cn = peer_cn
-        """The client certificate's common name under mutual TLS: the only nick allowed."""
-        self.accepted_at = accepted_at
+        self.queue_limit = config.max_queue
         self._on_login = on_login
-        self.state = SessionState.AWAIT_HELLO
+        self._loop = asyncio.get_running_loop()
+        self.conn = ServerConnection(
+            max_frame=config.max_frame,
+            max_bad_frames=config.max_bad_frames,
+            rate_per_sec=config.rate_per_sec,
+            rate_burst=config.rate_burst,
+            login_timeout=config.login_timeout,
+            frame_timeout=config.frame_timeout,
+            idle_timeout=config.idle_timeout,
+            now=accepted_at,
+            clock=self._loop.time,
+        )
         self.user: User | None = None
-        self.outbox = Outbox(config.max_queue)
-        self.decoder = FrameDecoder(config.max_frame)
-        self.bucket = TokenBucket(config.rate_per_sec, config.rate_burst)
-        self.bad_frames = 0
         self.closing = False
         self.close_reason = ""
-        self._loop = asyncio.get_running_loop()
-        self.last_heard = self._loop.time()
-        self._pinged = False
-        self._partial_since: float | None = None
+        self._queued: list[bytes] = []
+        self._queued_size = 0
+        self._queued_newest = 0
+        """The newest message id among the queued frames (the delivery mark after a flush)."""
         self._replaying = False
         self._held: list[tuple[bytes, int]] = []
         self._held_size = 0
         self._read_task: asyncio.Task[None] | None = None
-        self._write_task: asyncio.Task[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self.transport.set_write_buffer_limits(high=min(PACING_HIGH_WATER, self.queue_limit // 4))
 
     def __repr__(self) -> str:
         who = self.user.nick if self.user else "-"
@@ -103,11 +94,41 @@ class Session:
             # Live messages wait until the replay is out, so the client sees ids in order.
             self._held.append((data, msg_id))
             self._held_size += len(data)
-            if self._held_size > self.config.max_queue:
+            if self._held_size > self.queue_limit:
                 self.abort("slow_consumer")
             return
-        if not self.outbox.put(data, msg_id):
+        self._enqueue(data, msg_id)
+
+    def _enqueue(self, data: bytes, msg_id: int) -> None:
+        pending = self._queued_size + self.transport.get_write_buffer_size()
+        if pending and pending + len(data) > self.queue_limit:
             self.abort("slow_consumer")
+            return
+        self._queued.append(data)
+        self._queued_size += len(data)
+        if msg_id > self._queued_newest:
+            self._queued_newest = msg_id
+        if len(self._queued) == 1:
+            self.hub.want_flush(self)
+
+    def flush(self) -> None:
+        """Write everything queued in one TLS write (the hub calls this once per loop turn)."""
+        if not self._queued or self.transport.is_closing():
+            return
+        data = b"".join(self._queued) if len(self._queued) > 1 else self._queued[0]
+        newest = self._queued_newest
+        self._queued.clear()
+        self._queued_size = 0
+        self._queued_newest = 0
+        try:
+            self.transport.write(data)
+        except (ConnectionError, ssl.SSLError, OSError, RuntimeError) as exc:
+            # The stream is broken mid-write: its framing is unknown now, so abort (STYLE.md).
+            log.debug("%r write failed: %s", self, exc)
+            self.abort("write failed")
+            return
+        if newest:
+            self.rules.mark_delivered(self, newest)
 
     def send(self, frame: Frame, msg_id: int = 0) -> None:
         self.deliver(encode(frame), msg_id)
@@ -122,8 +143,22 @@ class Session:
         self.send(Error(code=str(code), message=message, ref=ref, retry_after_ms=retry_after_ms))
 
     async def deliver_paced(self, data: bytes, msg_id: int = 0, *, high: int | None = None) -> None:
-        """Queue without overflowing: waits until the frame fits under `high` (replay, downloads)."""
-        await self.outbox.put_paced(data, msg_id, high=high)
+        """Queue without overflowing: waits until the frame fits under `high` bytes (default the
+        whole bound). Replay and downloads use this; live fan-out never waits."""
+        bound = self.queue_limit if high is None else min(high, self.queue_limit)
+        while not self.closing:
+            pending = self._queued_size + self.transport.get_write_buffer_size()
+            if not pending or pending + len(data) <= bound:
+                break
+            self.flush()
+            try:
+                await self.writer.drain()  # waits while the transport is above its high water
+            except (ConnectionError, ssl.SSLError, OSError):
+                return
+            if self._queued_size + self.transport.get_write_buffer_size() + len(data) > bound:
+                await asyncio.sleep(0.01)
+        if not self.closing:
+            self._enqueue(data, msg_id)
 
     def begin_replay(self) -> None:
         self._replaying = True
@@ -136,6 +171,12 @@ class Session:
             if msg_id > last_replayed:
                 self.deliver(data, msg_id)
 
+    def logged_in(self, user: User) -> None:
+        self.user = user
+        self.conn.logged_in()
+        if self._on_login is not None:
+            self._on_login()
+
     # --- ending --------------------------------------------------------------------------------
 
     def abort(self, reason: str) -> None:
@@ -144,8 +185,9 @@ class Session:
             log.info("%r dropped: %s", self, reason)
         self.closing = True
         self.close_reason = reason
-        self.outbox.close()
-        self.writer.transport.abort()
+        self._queued.clear()
+        self._queued_size = 0
+        self.transport.abort()
         if self._read_task is not None:
             self._read_task.cancel()
 
@@ -157,15 +199,14 @@ class Session:
             self.send(frame)
         self.closing = True
         self.close_reason = reason
-        self.outbox.close()
+        self.flush()
         if self._read_task is not None and self._read_task is not asyncio.current_task():
             self._read_task.cancel()
 
-    # --- the tasks -----------------------------------------------------------------------------
+    # --- the reader task -----------------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve the connection until it ends; clean up whatever way it ends."""
-        self._write_task = asyncio.create_task(self._write_loop(), name=f"writer {self.peer_ip}")
         self._read_task = asyncio.create_task(self._read_loop(), name=f"reader {self.peer_ip}")
         try:
             await asyncio.wait({self._read_task})
@@ -173,145 +214,88 @@ class Session:
             if not self._read_task.done():
                 self._read_task.cancel()
             self.closing = True
-            self.outbox.close()
             try:
-                await self.router.session_ended(self)
+                await self.rules.session_ended(self)
             except Exception:
                 log.exception("cleaning up %r", self)
-            await self._finish_writing()
+            await self._close()
 
-    async def _finish_writing(self) -> None:
-        assert self._write_task is not None
-        try:
-            await asyncio.wait_for(asyncio.shield(self._write_task), FLUSH_ON_CLOSE)
-        except (TimeoutError, Exception):
-            self._write_task.cancel()
-            self.writer.transport.abort()
+    async def _close(self) -> None:
+        if self.transport.is_closing():
+            self.transport.abort()  # aborted already, or closing: make sure the socket goes
             return
+        data = b"".join(self._queued)
+        self._queued.clear()
+        if data:
+            self.transport.write(data)
         self.writer.close()
         try:
-            # TLS close_notify; a peer that never answers does not hold us up.
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+            # TLS close_notify after the last frames; a peer that never reads does not hold us up.
+            await asyncio.wait_for(self.writer.wait_closed(), CLOSE_TIMEOUT)
         except (TimeoutError, Exception):
-            self.writer.transport.abort()
-
-    async def _write_loop(self) -> None:
-        """The only place that writes to the socket: batches what is queued, then drains."""
-        try:
-            while (batch := await self.outbox.take()) is not None:
-                self.writer.write(b"".join(data for data, _ in batch))
-                await self.writer.drain()
-                newest = max(msg_id for _, msg_id in batch)
-                if newest and self.user is not None:
-                    self.router.mark_delivered(self.user, newest)
-        except (ConnectionError, ssl.SSLError, OSError) as exc:
-            # The stream is broken mid-write: its framing is unknown now, so abort (STYLE.md).
-            log.debug("%r write failed: %s", self, exc)
-            self.abort("write failed")
-
-    def _next_deadline(self) -> tuple[float, str]:
-        cfg = self.config
-        deadlines = []
-        if self.state is SessionState.AWAIT_HELLO:
-            deadlines.append((self.accepted_at + cfg.login_timeout, "login"))
-        if self._partial_since is not None:
-            deadlines.append((self._partial_since + cfg.frame_timeout, "frame"))
-        if self._pinged:
-            deadlines.append((self.last_heard + cfg.idle_timeout, "idle"))
-        else:
-            deadlines.append((self.last_heard + cfg.idle_timeout / 3, "ping"))
-        return min(deadlines)
+            self.transport.abort()
 
     async def _read_loop(self) -> None:
+        self._arm_deadline()
         try:
             while not self.closing:
-                when, why = self._next_deadline()
-                try:
-                    async with asyncio.timeout_at(when):
-                        data = await self.reader.read(READ_SIZE)
-                except TimeoutError:
-                    if self._on_deadline(why):
-                        continue
-                    return
+                data = await self.reader.read(READ_SIZE)
                 if not data:
                     return
-                self.last_heard = self._loop.time()
-                self._pinged = False
                 await self._receive(data)
+                if self.conn.decoder.pending_body():
+                    self._rearm_if_sooner()
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.debug("%r read failed: %s", self, exc)
+        finally:
+            if self._deadline is not None:
+                self._deadline.cancel()
 
-    def _on_deadline(self, why: str) -> bool:
-        """Act on a passed deadline; True to keep reading."""
-        if why == "ping":
-            self._pinged = True
-            self.send(ServerPing())
-            return True
-        if why == "login":
-            self.shutdown(
-                Error(code=ErrorCode.NOT_LOGGED_IN, message="no hello in time"), "login timeout"
-            )
-        elif why == "frame":
-            self.shutdown(
-                Error(code=ErrorCode.BAD_FRAME, message="frame body did not arrive in time"),
-                "frame timeout",
-            )
-        else:
-            self.shutdown(None, "idle timeout")
-        return False
+    def _arm_deadline(self) -> None:
+        """One timer per connection, set for the sans-I/O layer's next deadline. It is not moved
+        on every read: when it fires early (the peer spoke meanwhile) it is set again."""
+        when, _ = self.conn.next_deadline()
+        self._deadline = self._loop.call_at(when, self._deadline_due)
+
+    def _rearm_if_sooner(self) -> None:
+        """A frame's body is due sooner than the armed deadline (PROTOCOL.md: 10 s)."""
+        deadline = self._deadline
+        if deadline is not None and self.conn.next_deadline()[0] < deadline.when():
+            deadline.cancel()
+            self._arm_deadline()
+
+    def _deadline_due(self) -> None:
+        self._deadline = None
+        if self.closing:
+            return
+        self.conn.deadline_passed(self._loop.time())
+        self._take_output()
+        if self.conn.closing:
+            self.shutdown(None, self.conn.close_reason)
+            return
+        self._arm_deadline()
 
     async def _receive(self, data: bytes) -> None:
-        try:
-            self.decoder.feed(data)
-            while not self.closing and (payload := self.decoder.next_payload()) is not None:
-                await self._handle_payload(payload)
-        except FrameTooLarge as exc:
-            # The stream can no longer be trusted: answer and close (PROTOCOL.md "Frames").
-            self.shutdown(Error(code=exc.code, message=exc.message), "bad length")
-            return
-        if self.decoder.pending_body():
-            if self._partial_since is None:
-                self._partial_since = self._loop.time()
-        else:
-            self._partial_since = None
+        conn = self.conn
+        conn.receive_data(data, self._loop.time())
+        while not self.closing:
+            frame = conn.next_request(self._loop.time())
+            self._take_output()
+            if frame is None:
+                break
+            try:
+                await self.rules.handle(self, frame)
+            except ProtocolError as exc:
+                conn.fail(frame, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%r: internal error handling %s", self, frame.type)
+                conn.send_error(ErrorCode.INTERNAL, "internal server error", frame.ref)
+            self._take_output()
+        if conn.closing:
+            self.shutdown(None, conn.close_reason)
 
-    async def _handle_payload(self, payload: bytes) -> None:
-        try:
-            _, frame = decode_client_frame(payload)
-        except InvalidFrame as exc:
-            self.bad_frames += 1
-            self.send_error(exc.code, exc.message, ref_of(exc.raw) if exc.raw else None)
-            if self.bad_frames >= self.config.max_bad_frames:
-                self.shutdown(
-                    Error(code=ErrorCode.BAD_FRAME, message="too many bad frames"), "bad frames"
-                )
-            return
-        self.bad_frames = 0
-        if frame.type == "pong":
-            return
-        if frame.type != "chunk":  # upload chunks are billed by bytes, per user, instead
-            wait = self.bucket.take()
-            if wait:
-                retry = max(1, int(wait * 1000 + 0.999))
-                self.send_error(
-                    ErrorCode.RATE_LIMITED, "slow down", frame.ref, retry_after_ms=retry
-                )
-                return
-        try:
-            check_allowed(self.state, frame.type)
-            await self.router.handle(self, frame)
-        except RequestError as exc:
-            self.send_error(exc.code, exc.message, frame.ref, exc.retry_after_ms)
-        except ProtocolError as exc:
-            self.send_error(exc.code, exc.message, frame.ref)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%r: internal error handling %s", self, frame.type)
-            self.send_error(ErrorCode.INTERNAL, "internal server error", frame.ref)
-
-    def logged_in(self, user: User) -> None:
-        self.user = user
-        self.state = SessionState.ACTIVE
-        if self._on_login is not None:
-            self._on_login()
+    def _take_output(self) -> None:
+        for data in self.conn.data_to_send():
+            self.deliver(data)

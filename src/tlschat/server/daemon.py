@@ -19,9 +19,10 @@ from tlschat.config import ConfigError, ServerConfig
 from tlschat.protocol import ALPN, Bye, TlsChatError
 from tlschat.server.connection import Session
 from tlschat.server.files import FileStore
+from tlschat.server.hub import LocalHub
 from tlschat.server.registry import Invitation, Registry, Room
-from tlschat.server.router import Router
-from tlschat.server.store import Store
+from tlschat.server.rules import Context, Rules
+from tlschat.server.sqlite_store import SqliteStore
 
 log = logging.getLogger("tlschat.server")
 
@@ -46,8 +47,10 @@ class ChatServer:
         self.config = config
         self.data_dir = config.data_dir or platformdirs.user_data_path("tlschat")
         self.registry = Registry()
-        self.store = Store(self.data_dir / "tlschat.db")
-        self.router: Router | None = None
+        self.hub = LocalHub()
+        self.store = SqliteStore(self.data_dir / "tlschat.db")
+        self.rules: Rules | None = None
+        self.files: FileStore | None = None
         self.ssl_context: ssl.SSLContext | None = None
         self.cert_path: Path | None = None
         self.fingerprint = ""
@@ -92,7 +95,8 @@ class ChatServer:
             raise StartupError(f"cannot open database in {self.data_dir}: {exc}") from None
         last_id = await self.store.max_message_id()
         await self._load_rooms()
-        self.router = Router(cfg, self.store, self.registry, last_id)
+        self.files = FileStore(cfg, self.data_dir, self.store)
+        self.rules = Rules(Context(cfg, self.store, self.hub, self.registry, self.files, last_id))
         try:
             self._listener = await asyncio.start_server(
                 self._accept, cfg.host, cfg.port, backlog=min(cfg.max_conns, 4096)
@@ -106,10 +110,10 @@ class ChatServer:
             ) from None
         self.port = self._listener.sockets[0].getsockname()[1]
         # Only once startup can no longer fail: the file service starts its own cleanup tasks.
-        self.router.files = FileStore(cfg, self.data_dir, self.store, self.router)
+        self.files.start()
         self._background = [
-            asyncio.create_task(self._every(FLUSH_INTERVAL, self.router.flush_marks)),
-            asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.router.expire_invitations)),
+            asyncio.create_task(self._every(FLUSH_INTERVAL, self.rules.flush_marks)),
+            asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.rules.expire_invitations)),
         ]
         log.info("accepting connections on %s:%d", cfg.host, self.port)
 
@@ -124,9 +128,9 @@ class ChatServer:
                 room.members[member.nick_key] = member.nick
                 room.joined_after[member.nick_key] = member.joined_after
             self.registry.add_room(room)
-            for nick_key, by, created in stored.invites:
-                room.invites[nick_key] = Invitation(
-                    nick=nick_key, by=by, created=created, persisted=True
+            for invite in stored.invites:
+                room.invites[invite.nick_key] = Invitation(
+                    nick=invite.nick_key, by=invite.by, created=invite.created
                 )
 
     async def _every(self, seconds: float, job: object) -> None:
@@ -201,9 +205,10 @@ class ChatServer:
                 writer.transport.abort()
                 return
             peer_cn = tls.peer_common_name(ssl_object) if self.config.client_ca else None
-            assert self.router is not None
+            assert self.rules is not None
             session = Session(
-                self.router,
+                self.rules,
+                self.hub,
                 self.config,
                 reader,
                 writer,
@@ -244,12 +249,13 @@ class ChatServer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
-        if self.router is not None:
-            try:
-                await self.router.files.close()
-                await self.router.flush_marks()
-            except Exception:
-                log.exception("flushing delivery marks")
+        try:
+            if self.files is not None:
+                await self.files.close()
+            if self.rules is not None:
+                await self.rules.flush_marks()
+        except Exception:
+            log.exception("flushing delivery marks")
         await self.store.close()
         log.info("stopped")
 
@@ -294,11 +300,24 @@ async def _serve(config: ServerConfig) -> int:
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+
+    def on_stop(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    def on_hangup(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(log.warning, "SIGHUP ignored: this version reloads nothing")
+
+    # Python-level handlers, not loop.add_signal_handler: asyncio hands a signal to the loop
+    # through its self-pipe, and under load (thousands of connections, store threads waking the
+    # loop) that pipe can be full, so the signal was lost (BlockingIOError) and the daemon stayed
+    # up. A Python handler always runs; call_soon_threadsafe only needs the loop to turn.
+    previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     try:
         await stop.wait()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         await server.close()
     return 0
 

@@ -24,20 +24,20 @@ from tlschat.protocol import (
     ErrorCode,
     FileData,
     FileMeta,
+    RequestError,
     Upload,
     Uploaded,
     UploadReady,
     encode,
 )
+from tlschat.ratelimit import TokenBucket
 from tlschat.server import imaging
-from tlschat.server.connection import RequestError, Session
-from tlschat.server.ratelimit import TokenBucket
 from tlschat.server.store import StoredBlob, StoredFile
 
 if TYPE_CHECKING:
     from tlschat.config import ServerConfig
     from tlschat.server.registry import User
-    from tlschat.server.router import Router
+    from tlschat.server.rules.base import Peer as Session
     from tlschat.server.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ GC_INTERVAL = 3600.0
 """Seconds between garbage collections (one runs at every start, after the crash sweep)."""
 
 SEND_GRACE = 60.0
-"""Seconds a file named by a `send` in progress is kept from garbage collection: the router
-checks the file, then stores the message (`grant` ends the send; a failed send never calls it)."""
+"""Seconds a file named by a `send` in progress is kept from garbage collection: the rules
+check the file, then store the message (`send_done` ends the send, stored or not)."""
 
 _SEPARATORS = re.compile(r"[/\\]")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -218,7 +218,7 @@ class _Upload:
 
 
 class FileStore:
-    """The router's file service (`FileService`): uploads, storage, access and downloads.
+    """The rules' file service (`FileService`): uploads, storage, access and downloads.
 
     Layout under the data directory: `files/ab/cdef...` holds the content whose SHA-256 is
     `abcdef...` (stored once however often it is uploaded); `files/tmp/` holds uploads in progress,
@@ -229,10 +229,9 @@ class FileStore:
     passed, and content no file names any more.
     """
 
-    def __init__(self, config: ServerConfig, data_dir: Path, store: Store, router: Router) -> None:
+    def __init__(self, config: ServerConfig, data_dir: Path, store: Store) -> None:
         self.config = config
         self.store = store
-        self.router = router
         self.root = data_dir / "files"
         self.temp_dir = self.root / "tmp"
         self._loop = asyncio.get_running_loop()
@@ -255,9 +254,22 @@ class FileStore:
         self._not_collecting = asyncio.Event()
         """Clear while blobs are being deleted: an upload of the same content must wait."""
         self._not_collecting.set()
-        self._ready = self._spawn(self._recover())
-        """Crash leftovers are swept before the first upload or download is served."""
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        """Done once crash leftovers are swept: before the first upload or download is served."""
+
+        self._collector: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Sweep crash leftovers, then collect garbage now and hourly (once the daemon is up)."""
+        self._spawn(self._recover_then_ready())
         self._collector = self._spawn(self._collect_periodically())
+
+    async def _recover_then_ready(self) -> None:
+        try:
+            await self._recover()
+        finally:
+            if not self._ready.done():
+                self._ready.set_result(None)
 
     # --- the FileService interface --------------------------------------------------------------
 
@@ -283,18 +295,17 @@ class FileStore:
         rows = await self.store.files(file_ids)
         return {file_id: file_meta(row) for file_id, row in rows.items()}
 
-    async def grant(self, file_id: str, identities: Iterable[str]) -> None:
-        try:
-            await self.store.grant_file(file_id, identities)
-        finally:
-            # The message is stored: it keeps the file from garbage collection from now on.
-            count, began = self._sending.pop(file_id, (1, 0.0))
-            if count > 1:
-                self._sending[file_id] = (count - 1, began)
+    def send_done(self, file_id: str) -> None:
+        # The message is stored (it keeps the file from garbage collection from now on), or it
+        # failed: either way this send no longer needs the file kept.
+        count, began = self._sending.pop(file_id, (1, 0.0))
+        if count > 1:
+            self._sending[file_id] = (count - 1, began)
 
     async def close(self) -> None:
         """Daemon shutdown: stop downloads and background work, drop unfinished uploads."""
-        self._collector.cancel()
+        if self._collector is not None:
+            self._collector.cancel()
         for tasks in self._downloads.values():
             for task in tasks:
                 task.cancel()
@@ -595,7 +606,7 @@ class FileStore:
                 frame = encode(FileData(ref=ref, file=row.id, seq=seq, data=data, last=last))
                 # Half the queue stays free for chat, so a message arriving mid-download
                 # never finds it full (that would drop the client as a slow consumer).
-                await session.deliver_paced(frame, high=session.outbox.limit // 2)
+                await session.deliver_paced(frame, high=session.queue_limit // 2)
                 if last:
                     return
                 seq += 1

@@ -1,20 +1,14 @@
-"""Who is online, which rooms exist, who is in them and who is invited: plain data, no I/O."""
+"""Users, rooms, members and invitations as the server holds them live: plain data, no I/O.
+
+Who is online (and where their sessions are) is the hub's business (server/hub.py)."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
+import secrets
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any
 
 from tlschat.protocol import name_key
-
-
-class Peer(Protocol):
-    """What the registry needs of a connection: nothing but identity (it never does I/O)."""
-
-
-_guest_serial = itertools.count(1)
 
 
 @dataclass
@@ -27,14 +21,16 @@ class User:
     identity: str = ""
     """Who owns direct conversations: the nick key for an account; a fresh, unique token for a
     guest, so a later holder of the same guest nick cannot read an earlier guest's messages."""
-    sessions: list[Peer] = field(default_factory=list)
+    sessions: list[Any] = field(default_factory=list)
+    """The user's sessions on this server (the hub's `Peer`s)."""
     last_delivered: int = 0
-    delivered_dirty: bool = False
 
     def __post_init__(self) -> None:
         if not self.identity:
             key = name_key(self.nick)
-            self.identity = key if self.registered else f"~{key}~{next(_guest_serial)}"
+            # Random, never a counter: a counter restarts with the process, and a later guest
+            # of the same nick would then own the earlier one's conversations and files.
+            self.identity = key if self.registered else f"~{key}~{secrets.token_hex(12)}"
 
     @property
     def key(self) -> str:
@@ -47,7 +43,6 @@ class Invitation:
     """The invitee as spelled (registered spelling if it has an account)."""
     by: str
     created: float
-    persisted: bool
 
 
 @dataclass
@@ -78,42 +73,13 @@ class Room:
 
 
 class Registry:
-    """The live state the router consults and changes. Callers persist; this only remembers."""
+    """The rooms the rules consult and change. The rules persist through the store; this only
+    remembers."""
 
     def __init__(self) -> None:
-        self.users: dict[str, User] = {}
-        """Online users by nick key."""
         self.rooms: dict[str, Room] = {}
         self._rooms_of: dict[str, set[str]] = {}
         """nick key -> keys of the rooms it is a member of."""
-
-    # --- presence ------------------------------------------------------------------------------
-
-    def online(self, nick: str) -> User | None:
-        return self.users.get(name_key(nick))
-
-    def attach(self, user: User, session: Peer) -> tuple[User, bool]:
-        """Add a session; return the (possibly existing) user and whether it just came online."""
-        existing = self.users.get(user.key)
-        if existing is None:
-            self.users[user.key] = user
-            existing = user
-        existing.sessions.append(session)
-        return existing, len(existing.sessions) == 1
-
-    def detach(self, user: User, session: Peer) -> bool:
-        """Remove a session; True if that was the user's last (it went offline)."""
-        if session in user.sessions:
-            user.sessions.remove(session)
-        if user.sessions:
-            return False
-        if self.users.get(user.key) is user:
-            del self.users[user.key]
-        return True
-
-    def sessions(self) -> Iterator[Peer]:
-        for user in self.users.values():
-            yield from user.sessions
 
     # --- rooms ---------------------------------------------------------------------------------
 

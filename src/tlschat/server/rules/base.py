@@ -1,0 +1,127 @@
+"""What every rule module shares: the session as the rules see it, and the context (store, hub,
+registry, files) they are written against. No sockets, no SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tlschat.protocol import (
+    ErrorCode,
+    FileMeta,
+    Frame,
+    Limits,
+    Reply,
+    RequestError,
+    encode,
+    parse_address,
+)
+from tlschat.server.hub import Hub
+from tlschat.server.registry import Registry, User
+from tlschat.server.store import Store
+
+if TYPE_CHECKING:
+    from tlschat.config import ServerConfig
+
+
+class Peer(Protocol):
+    """One connection as the rules see it (server/connection.py's `Session`, or a test's)."""
+
+    user: User | None
+    peer_ip: str
+    peer_cn: str | None
+    """The client certificate's common name under mutual TLS: the only nick allowed."""
+    closing: bool
+    queue_limit: int
+
+    def send(self, frame: Frame, msg_id: int = 0) -> None: ...
+    def deliver(self, data: bytes, msg_id: int = 0) -> None: ...
+    def flush(self) -> None: ...
+    def send_error(
+        self,
+        code: ErrorCode | str,
+        message: str,
+        ref: str | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None: ...
+    async def deliver_paced(
+        self, data: bytes, msg_id: int = 0, *, high: int | None = None
+    ) -> None: ...
+    def logged_in(self, user: User) -> None: ...
+    def begin_replay(self) -> None: ...
+    def end_replay(self, last_replayed: int) -> None: ...
+
+
+class FileService(Protocol):
+    """What the rules need from file transfer (PROTOCOL.md "Files and images")."""
+
+    async def handle(self, peer: Any, frame: Any) -> None: ...
+    async def meta_for_send(self, user: User, file_id: str) -> FileMeta: ...
+    def send_done(self, file_id: str) -> None:
+        """The `send` that `meta_for_send` began is over (stored or failed)."""
+        ...
+
+    async def metas(self, file_ids: Iterable[str]) -> dict[str, FileMeta]: ...
+    def session_ended(self, peer: Any) -> None: ...
+    async def close(self) -> None: ...
+
+
+class Context:
+    """The rules' world: configuration, the two seams, the live registry, the file service."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        store: Store,
+        hub: Hub,
+        registry: Registry,
+        files: FileService,
+        last_id: int,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.hub = hub
+        self.registry = registry
+        self.files = files
+        self.last_id = last_id
+        """The newest message id stored (a new member's history starts after it)."""
+        self.limits = Limits(
+            max_frame=config.max_frame,
+            max_text=config.max_text,
+            max_upload=config.max_upload,
+            chunk=config.chunk,
+        )
+
+    def deliver(self, frame: Frame, nick_keys: Iterable[str]) -> None:
+        """Encode once; queue on every session of these users."""
+        self.hub.deliver(nick_keys, encode(frame))
+
+    def broadcast(self, frame: Frame) -> None:
+        """Encode once; queue on every logged-in session."""
+        self.hub.broadcast(encode(frame))
+
+    def reply(self, peer: Peer, frame: Reply, ref: str | None) -> None:
+        """`frame` with `ref` to the asking session, without it to the user's other sessions."""
+        peer.send(frame.model_copy(update={"ref": ref}))
+        user = peer.user
+        if user is not None and len(user.sessions) > 1:
+            data = encode(frame.model_copy(update={"ref": None}))
+            for other in user.sessions:
+                if other is not peer:
+                    other.deliver(data)
+
+
+def address(member: str, value: str) -> tuple[str, str]:
+    """('@' or '#', name) of an address member, or `bad_request` naming the member."""
+    try:
+        return parse_address(value)
+    except ValueError:
+        raise RequestError(
+            ErrorCode.BAD_REQUEST, f"member '{member}': use @nick or #room"
+        ) from None
+
+
+def logged_in_user(peer: Peer) -> User:
+    user = peer.user
+    assert user is not None, "the state table serves this only after hello"
+    return user

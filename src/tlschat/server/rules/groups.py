@@ -1,0 +1,241 @@
+"""PROTOCOL.md "Groups": create, invite, accept, decline, join, leave; member lists and public
+room announcements; `rooms`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from tlschat.protocol import (
+    Accept,
+    Create,
+    Decline,
+    Declined,
+    ErrorCode,
+    Invite,
+    Invited,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    Members,
+    Ok,
+    RequestError,
+    RoomEvent,
+    Rooms,
+    is_valid_name,
+    name_key,
+)
+from tlschat.server.coalesce import Coalescer
+from tlschat.server.fit import fit_rooms
+from tlschat.server.registry import Invitation, Room, User
+from tlschat.server.rules.base import Context, Peer, logged_in_user
+from tlschat.server.rules.session import public_info, room_info
+from tlschat.server.store import StoredInvite, StoredMember
+
+log = logging.getLogger("tlschat.server.rules")
+
+ANNOUNCE_WINDOW = 0.05
+"""Seconds over which a room's `members` and public `room` events are coalesced."""
+
+
+class GroupRules:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._members_news = Coalescer(ANNOUNCE_WINDOW)
+        self._room_news = Coalescer(ANNOUNCE_WINDOW)
+
+    # --- checks ------------------------------------------------------------------------------
+
+    def _room_or_fail(self, name: str) -> Room:
+        if not is_valid_name(name):
+            raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name[:40]}")
+        room = self.ctx.registry.room(name)
+        if room is None:
+            raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name}")
+        return room
+
+    def _check_room_limit(self, user: User) -> None:
+        limit = self.ctx.config.max_rooms_per_user
+        if len(self.ctx.registry.rooms_of(user.key)) >= limit:
+            raise RequestError(ErrorCode.FORBIDDEN, f"you are in {limit} rooms already")
+
+    def _check_room_size(self, room: Room) -> None:
+        limit = self.ctx.config.max_members
+        if len(room.members) >= limit:
+            raise RequestError(ErrorCode.FORBIDDEN, f"{room.name} is full ({limit} members)")
+
+    async def _invitee(self, nick: str) -> tuple[str, bool]:
+        """(nick as spelled, registered?) of an existing user, or `no_such_user`."""
+        if is_valid_name(nick):
+            account = await self.ctx.store.get_user(name_key(nick))
+            if account is not None:
+                return account.nick, True
+            online = self.ctx.hub.online(nick)
+            if online is not None:
+                return online.nick, online.registered
+        raise RequestError(ErrorCode.NO_SUCH_USER, f"no user {nick[:40]}")
+
+    def _pending(self, room: Room | None, user: User) -> Invitation:
+        invitation = room.invites.get(user.key) if room else None
+        if (
+            room is None
+            or invitation is None
+            or time.time() - invitation.created >= self.ctx.config.invite_ttl
+        ):
+            raise RequestError(ErrorCode.NO_INVITE, "no invitation to that room")
+        return invitation
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def create(self, peer: Peer, f: Create) -> None:
+        ctx = self.ctx
+        user = logged_in_user(peer)
+        if not is_valid_name(f.room):
+            raise RequestError(
+                ErrorCode.ROOM_INVALID,
+                "a room name is 1-32 of A-Z a-z 0-9 _ - . and starts with a letter, digit or _",
+            )
+        if ctx.registry.room(f.room) is not None:
+            raise RequestError(ErrorCode.ROOM_EXISTS, f"room {f.room} exists")
+        self._check_room_limit(user)
+        invitees: list[tuple[str, bool]] = []
+        for nick in dict.fromkeys(f.invite):
+            target = await self._invitee(nick)
+            if name_key(target[0]) != user.key:
+                invitees.append(target)
+        if ctx.registry.room(f.room) is not None:  # created while we looked the invitees up
+            raise RequestError(ErrorCode.ROOM_EXISTS, f"room {f.room} exists")
+        room = Room(name=f.room, public=f.public)
+        ctx.registry.add_room(room)
+        ctx.registry.add_member(room, user.nick, ctx.last_id, guest=not user.registered)
+        creator = StoredMember(user.key, user.nick, ctx.last_id) if user.registered else None
+        await ctx.store.create_room(room.key, room.name, room.public, creator)
+        ctx.reply(
+            peer, Joined(room=room.name, members=room.member_names(), public=room.public), f.ref
+        )
+        for nick, registered in invitees:
+            await self._invite(room, user, nick, registered)
+        self._announce(room)
+
+    async def _invite(self, room: Room, by: User, nick: str, registered: bool) -> None:
+        key = name_key(nick)
+        created = time.time()
+        room.invites[key] = Invitation(nick=nick, by=by.nick, created=created)
+        if registered:
+            await self.ctx.store.add_invite(room.key, StoredInvite(key, by.nick, created))
+        self.ctx.deliver(Invited(room=room.name, by=by.nick, members=room.member_names()), [key])
+
+    async def invite(self, peer: Peer, f: Invite) -> None:
+        user = logged_in_user(peer)
+        room = self._room_or_fail(f.room)
+        if not room.is_member(user.key):
+            raise RequestError(ErrorCode.NOT_MEMBER, f"only members of {room.name} may invite")
+        nick, registered = await self._invitee(f.nick)
+        if room.is_member(name_key(nick)):
+            raise RequestError(ErrorCode.ALREADY_MEMBER, f"{nick} is in {room.name} already")
+        self._check_room_size(room)
+        await self._invite(room, user, nick, registered)
+        peer.send(Ok(ref=f.ref))
+
+    async def accept(self, peer: Peer, f: Accept) -> None:
+        user = logged_in_user(peer)
+        room = self.ctx.registry.room(f.room) if is_valid_name(f.room) else None
+        self._pending(room, user)
+        assert room is not None
+        self._check_room_size(room)
+        self._check_room_limit(user)
+        await self._add_member(peer, room, f.ref)
+
+    async def decline(self, peer: Peer, f: Decline) -> None:
+        user = logged_in_user(peer)
+        room = self.ctx.registry.room(f.room) if is_valid_name(f.room) else None
+        invitation = self._pending(room, user)
+        assert room is not None
+        del room.invites[user.key]
+        await self.ctx.store.delete_invite(room.key, user.key)
+        self.ctx.reply(peer, Ok(), f.ref)
+        self.ctx.deliver(Declined(room=room.name, nick=user.nick), [name_key(invitation.by)])
+
+    async def join(self, peer: Peer, f: Join) -> None:
+        user = logged_in_user(peer)
+        room = self.ctx.registry.room(f.room) if is_valid_name(f.room) else None
+        if room is None or not room.public:
+            # Private rooms are never revealed to non-members.
+            raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no public room {f.room[:40]}")
+        if room.is_member(user.key):
+            raise RequestError(ErrorCode.ALREADY_MEMBER, f"you are in {room.name} already")
+        self._check_room_size(room)
+        self._check_room_limit(user)
+        await self._add_member(peer, room, f.ref)
+
+    async def _add_member(self, peer: Peer, room: Room, ref: str | None) -> None:
+        ctx = self.ctx
+        user = logged_in_user(peer)
+        ctx.registry.add_member(room, user.nick, ctx.last_id, guest=not user.registered)
+        if user.registered:
+            await ctx.store.add_member(room.key, StoredMember(user.key, user.nick, ctx.last_id))
+        ctx.reply(
+            peer, Joined(room=room.name, members=room.member_names(), public=room.public), ref
+        )
+        self._announce(room, members=True)
+
+    async def leave(self, peer: Peer, f: Leave) -> None:
+        user = logged_in_user(peer)
+        room = self._room_or_fail(f.room)
+        if not room.is_member(user.key):
+            raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
+        self.ctx.reply(peer, Left(room=room.name), f.ref)
+        await self.remove_member(room, user.nick)
+
+    async def rooms(self, peer: Peer, f: Any) -> None:
+        ctx = self.ctx
+        user = logged_in_user(peer)
+        reply = Rooms(
+            ref=f.ref,
+            rooms=tuple(room_info(r) for r in ctx.registry.rooms_of(user.key)),
+            public_rooms=tuple(public_info(ctx)),
+        )
+        peer.send(fit_rooms(reply, ctx.config.max_frame))
+
+    # --- shared ------------------------------------------------------------------------------
+
+    async def remove_member(self, room: Room, nick: str) -> None:
+        """Take `nick` out; tell the rest; delete the room with its history once it is empty."""
+        ctx = self.ctx
+        ctx.registry.remove_member(room, nick)
+        if room.members:
+            await ctx.store.remove_member(room.key, name_key(nick))
+            self._announce(room, members=True)
+            return
+        ctx.registry.remove_room(room)
+        self._members_news.forget(room.key)
+        self._room_news.forget(room.key)
+        await ctx.store.delete_room(room.key)
+        log.info("room %s deleted: no members left", room.name)
+        if room.public:  # gone: said at once, never coalesced away
+            ctx.broadcast(RoomEvent(room=room.name, members=0))
+
+    def _announce(self, room: Room, *, members: bool = False) -> None:
+        """Tell the members who is in `room` and everyone how big a public room is: at once,
+        or coalesced with others of a burst (each event carries the state when it is sent)."""
+        ctx = self.ctx
+
+        def send_members() -> None:
+            if ctx.registry.rooms.get(room.key) is room:
+                ctx.deliver(Members(room=room.name, members=room.member_names()), room.members)
+
+        def send_size() -> None:
+            if ctx.registry.rooms.get(room.key) is room:
+                ctx.broadcast(RoomEvent(room=room.name, members=len(room.members)))
+
+        if members:
+            self._members_news.announce(room.key, send_members)
+        if room.public:
+            self._room_news.announce(room.key, send_size)
+
+    async def expire_invitations(self) -> None:
+        now = time.time()
+        self.ctx.registry.expire_invitations(now, self.ctx.config.invite_ttl)
+        await self.ctx.store.delete_invites_before(now - self.ctx.config.invite_ttl)

@@ -1,0 +1,142 @@
+"""PROTOCOL.md "Messages": send (stored, then delivered to every session of every party) and
+history."""
+
+from __future__ import annotations
+
+from tlschat.protocol import (
+    ErrorCode,
+    History,
+    HistoryRequest,
+    Message,
+    RequestError,
+    Send,
+    encode,
+    name_key,
+    utc_timestamp,
+    with_ref,
+)
+from tlschat.server.fit import fit_history
+from tlschat.server.registry import Room, User
+from tlschat.server.rules.base import Context, Peer, address, logged_in_user
+from tlschat.server.store import NewMessage, StoredMessage
+
+
+class MessageRules:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def _dm_identity(self, nick: str) -> tuple[str, str] | None:
+        """(identity, nick as spelled) of a user who exists (online, or registered)."""
+        online = self.ctx.hub.online(nick)
+        if online is not None:
+            return online.identity, online.nick
+        account = await self.ctx.store.get_user(name_key(nick))
+        if account is None:
+            return None
+        return name_key(nick), account.nick
+
+    def _member_room(self, user: User, name: str) -> Room:
+        room = self.ctx.registry.room(name)
+        if room is None:
+            raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name}")
+        if not room.is_member(user.key):
+            raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
+        return room
+
+    async def send(self, peer: Peer, f: Send) -> None:
+        ctx = self.ctx
+        user = logged_in_user(peer)
+        if len(f.text) > ctx.config.max_text:
+            raise RequestError(
+                ErrorCode.TEXT_TOO_LONG, f"text is longer than {ctx.config.max_text} characters"
+            )
+        if not f.text and f.file is None:
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, "member 'text': may be empty only with a file"
+            )
+        kind, name = address("to", f.to)
+        dm: tuple[str, str] | None = None
+        room: Room | None = None
+        if kind == "@":
+            target = await self._dm_identity(name)
+            if target is None:
+                raise RequestError(ErrorCode.NO_SUCH_USER, f"no user {name}")
+            dm = (user.identity, target[0])
+            recipients = [name_key(name), user.key]
+        else:
+            room = self._member_room(user, name)
+            recipients = list(room.members)
+        meta = None
+        grant: tuple[str, ...] = ()
+        if f.file is not None:
+            meta = await ctx.files.meta_for_send(user, f.file)
+            # Every recipient, offline registered members too (their identity is their key).
+            grant = tuple(u.identity if (u := ctx.hub.online(k)) else k for k in recipients)
+            if dm is not None:
+                grant += dm
+        ts = utc_timestamp()
+        try:
+            msg_id = await ctx.store.add_message(
+                NewMessage(
+                    ts=ts,
+                    sender=user.nick,
+                    to_addr=f.to,
+                    text=f.text,
+                    dm=dm,
+                    room_key=room.key if room else None,
+                    file_id=f.file,
+                    grant=grant,
+                )
+            )
+        finally:
+            if f.file is not None:
+                ctx.files.send_done(f.file)
+        # Committed: deliver now, with no await in between, so every session sees ids in the
+        # order the store gave them (the store wakes the senders of a batch in commit order).
+        ctx.last_id = max(ctx.last_id, msg_id)
+        data = encode(Message(id=msg_id, ts=ts, from_=user.nick, to=f.to, text=f.text, file=meta))
+        peer.deliver(with_ref(data, f.ref), msg_id)
+        ctx.hub.deliver(recipients, data, msg_id, skip=peer)
+
+    async def history(self, peer: Peer, f: HistoryRequest) -> None:
+        ctx = self.ctx
+        user = logged_in_user(peer)
+        kind, name = address("with", f.with_)
+        if kind == "@":
+            target = await self._dm_identity(name)
+            if target is None:
+                raise RequestError(ErrorCode.NO_SUCH_USER, f"no user {name}")
+            stored, more = await ctx.store.history(
+                dm=(user.identity, target[0]), before=f.before, limit=f.limit
+            )
+        else:
+            room = ctx.registry.room(name)
+            if room is None:
+                raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name}")
+            if not room.is_member(user.key):
+                raise RequestError(
+                    ErrorCode.FORBIDDEN, f"only members of {room.name} may read its history"
+                )
+            stored, more = await ctx.store.history(
+                room_key=room.key, before=f.before, limit=f.limit
+            )
+        messages = await message_frames(ctx, stored)
+        reply = History(ref=f.ref, with_=f.with_, messages=tuple(messages), more=more)
+        peer.send(fit_history(reply, ctx.config.max_frame))
+
+
+async def message_frames(ctx: Context, stored: list[StoredMessage]) -> list[Message]:
+    """Stored messages as `message` frames, with their files' metadata."""
+    file_ids = {m.file_id for m in stored if m.file_id}
+    metas = await ctx.files.metas(file_ids) if file_ids else {}
+    return [
+        Message(
+            id=m.id,
+            ts=m.ts,
+            from_=m.sender,
+            to=m.to_addr,
+            text=m.text,
+            file=metas.get(m.file_id) if m.file_id else None,
+        )
+        for m in stored
+    ]

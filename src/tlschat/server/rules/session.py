@@ -1,0 +1,231 @@
+"""PROTOCOL.md "Session": hello and welcome, accounts and guests, presence, replay, `users`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from tlschat import __version__
+from tlschat.protocol import (
+    PROTOCOL_VERSION,
+    REPLAY_MAX,
+    ErrorCode,
+    Hello,
+    InviteInfo,
+    Presence,
+    PublicRoomInfo,
+    RequestError,
+    RoomInfo,
+    UserInfo,
+    Users,
+    Welcome,
+    encode,
+    is_valid_name,
+    name_key,
+)
+from tlschat.server.auth import LoginThrottle, Passwords
+from tlschat.server.fit import fit_users, fit_welcome
+from tlschat.server.registry import Room, User
+from tlschat.server.rules.base import Context, Peer, logged_in_user
+from tlschat.server.rules.messages import message_frames
+
+log = logging.getLogger("tlschat.server.rules")
+
+
+class SessionRules:
+    def __init__(self, ctx: Context, remove_member: Any) -> None:
+        self.ctx = ctx
+        self.passwords = Passwords(ctx.config.hash_concurrency)
+        self.throttle = LoginThrottle(
+            ctx.config.max_login_failures, ctx.config.login_failure_window
+        )
+        self._remove_member = remove_member
+        self._dirty: set[str] = set()
+        """Registered users whose delivery mark moved since the last flush."""
+
+    # --- hello -----------------------------------------------------------------------------
+
+    async def hello(self, peer: Peer, f: Hello) -> None:
+        ctx = self.ctx
+        if f.v != PROTOCOL_VERSION:
+            raise RequestError(
+                ErrorCode.VERSION_UNSUPPORTED, f"this server speaks version {PROTOCOL_VERSION}"
+            )
+        nick = f.nick
+        if not is_valid_name(nick):
+            raise RequestError(
+                ErrorCode.NICK_INVALID,
+                "a nick is 1-32 of A-Z a-z 0-9 _ - . and starts with a letter, digit or _",
+            )
+        key = name_key(nick)
+        if peer.peer_cn is not None and key != name_key(peer.peer_cn):
+            raise RequestError(ErrorCode.NICK_INVALID, f"your certificate is for {peer.peer_cn!r}")
+        wait = self.throttle.blocked_for(key, peer.peer_ip)
+        if wait:
+            raise RequestError(
+                ErrorCode.RATE_LIMITED,
+                "too many failed logins",
+                retry_after_ms=int(wait * 1000) + 1,
+            )
+        account = await ctx.store.get_user(key)
+        if account is not None:
+            if f.password is None:
+                raise RequestError(
+                    ErrorCode.AUTH_REQUIRED, f"{account.nick} is registered: password required"
+                )
+            if not await self.passwords.verify(account.pw_hash, f.password):
+                self.throttle.failed(key, peer.peer_ip)
+                raise RequestError(ErrorCode.AUTH_FAILED, "wrong password")
+            user = User(nick=account.nick, registered=True, last_delivered=account.last_delivered)
+        else:
+            if ctx.hub.online(key) is not None:
+                raise RequestError(ErrorCode.NICK_TAKEN, f"{nick} is online")
+            if f.password is None:
+                if ctx.config.require_password:
+                    raise RequestError(
+                        ErrorCode.AUTH_REQUIRED,
+                        "this server has no guests: give a password to register",
+                    )
+                user = User(nick=nick, registered=False, last_delivered=ctx.last_id)
+            else:
+                if not f.password:
+                    raise RequestError(
+                        ErrorCode.BAD_REQUEST, "member 'password': must not be empty"
+                    )
+                pw_hash = await self.passwords.hash(f.password)
+                if not await ctx.store.create_user(key, nick, pw_hash):
+                    raise RequestError(ErrorCode.NICK_TAKEN, f"{nick} was registered just now")
+                log.info("registered %s", nick)
+                user = User(nick=nick, registered=True, last_delivered=ctx.last_id)
+        partners = await self._dm_partners(user) if user.registered else {}
+        # Awaits above let others in: check again before taking the nick.
+        online = ctx.hub.online(key)
+        if online is not None and not (online.registered and user.registered):
+            raise RequestError(ErrorCode.NICK_TAKEN, f"{nick} is online")
+        if peer.closing:
+            return
+        # From attach to the welcome being queued there is no await: no event can overtake it.
+        user, first = ctx.hub.attach(user, peer)
+        peer.logged_in(user)
+        welcome = self._welcome(user, partners).model_copy(update={"ref": f.ref})
+        peer.send(fit_welcome(welcome, ctx.config.max_frame, self._relevant(user, partners)))
+        peer.begin_replay()
+        last = 0
+        try:
+            if first:
+                ctx.hub.broadcast(encode(Presence(nick=user.nick, online=True)))
+            if user.registered:  # a guest gets no offline delivery
+                after = f.last_seen if f.last_seen is not None else user.last_delivered
+                last = await self._replay(peer, user, after)
+        finally:
+            peer.end_replay(last)
+
+    async def _replay(self, peer: Peer, user: User, after: int) -> int:
+        ctx = self.ctx
+        rooms = {
+            room.key: room.joined_after.get(user.key, 0) for room in ctx.registry.rooms_of(user.key)
+        }
+        stored = await ctx.store.replay(user.identity, rooms, after, REPLAY_MAX)
+        frames = await message_frames(ctx, stored)
+        for message in frames:
+            await peer.deliver_paced(encode(message), message.id)
+        return frames[-1].id if frames else 0
+
+    def _welcome(self, user: User, partners: dict[str, str]) -> Welcome:
+        ctx = self.ctx
+        invites = ctx.registry.invitations_for(user.key, time.time(), ctx.config.invite_ttl)
+        return Welcome(
+            nick=user.nick,
+            server=f"tlschat/{__version__}",
+            limits=ctx.limits,
+            users=tuple(self._visible_users(user, partners)),
+            rooms=tuple(room_info(room) for room in ctx.registry.rooms_of(user.key)),
+            public_rooms=tuple(public_info(ctx)),
+            invites=tuple(InviteInfo(room=room.name, by=inv.by) for room, inv in invites),
+            last_id=ctx.last_id,
+        )
+
+    async def _dm_partners(self, user: User) -> dict[str, str]:
+        """nick key -> nick of the accounts `user` has a direct conversation with."""
+        identities = await self.ctx.store.dm_partners(user.identity)
+        # Guest identities start with "~": a guest's conversations end with its login.
+        return await self.ctx.store.registered_nicks(i for i in identities if not i.startswith("~"))
+
+    def _visible_users(self, user: User, partners: dict[str, str]) -> list[UserInfo]:
+        """Every online user (kept ready by the hub) and every user who shares a conversation
+        with `user`."""
+        hub = self.ctx.hub
+        found = list(hub.online_users())
+        offline: dict[str, str] = {}
+        for room in self.ctx.registry.rooms_of(user.key):
+            for key, nick in room.members.items():
+                if hub.online(key) is None:
+                    offline[key] = nick
+        for key, nick in partners.items():
+            if hub.online(key) is None:
+                offline.setdefault(key, nick)
+        found.extend(UserInfo(nick=nick, online=False) for nick in offline.values())
+        return found
+
+    def _relevant(self, user: User, partners: dict[str, str]) -> set[str]:
+        """Nick keys of the people `user` shares a conversation with, and its own."""
+        keys = {user.key, *partners}
+        for room in self.ctx.registry.rooms_of(user.key):
+            keys.update(room.members)
+        return keys
+
+    async def users(self, peer: Peer, f: Any) -> None:
+        user = logged_in_user(peer)
+        partners = await self._dm_partners(user)
+        reply = Users(ref=f.ref, users=tuple(self._visible_users(user, partners)))
+        peer.send(fit_users(reply, self.ctx.config.max_frame, self._relevant(user, partners)))
+
+    # --- the end of a session ----------------------------------------------------------------
+
+    async def session_ended(self, peer: Peer) -> None:
+        """A connection is gone: presence, a guest's rooms and invitations, delivery marks."""
+        ctx = self.ctx
+        ctx.files.session_ended(peer)
+        user = peer.user
+        if user is None or not ctx.hub.detach(user, peer):
+            return
+        if user.registered:
+            self._dirty.discard(user.key)
+            await ctx.store.set_last_delivered({user.key: user.last_delivered})
+        else:
+            # A guest's memberships and invitations end with its connection (PROTOCOL.md).
+            for room in list(ctx.registry.rooms.values()):
+                room.invites.pop(user.key, None)
+            for room in ctx.registry.rooms_of(user.key):
+                await self._remove_member(room, user.nick)
+        ctx.hub.broadcast(encode(Presence(nick=user.nick, online=False)))
+
+    # --- delivery marks ----------------------------------------------------------------------
+
+    def mark_delivered(self, user: User, msg_id: int) -> None:
+        if msg_id > user.last_delivered:
+            user.last_delivered = msg_id
+            if user.registered:
+                self._dirty.add(user.key)
+
+    async def flush_marks(self) -> None:
+        """Persist delivery marks (batched: they only decide what a `hello` without `last_seen`
+        replays)."""
+        dirty, self._dirty = self._dirty, set()
+        marks = {}
+        for key in dirty:
+            user = self.ctx.hub.online(key)
+            if user is not None:
+                marks[key] = user.last_delivered
+        await self.ctx.store.set_last_delivered(marks)
+
+
+def room_info(room: Room) -> RoomInfo:
+    return RoomInfo(room=room.name, members=room.member_names(), public=room.public)
+
+
+def public_info(ctx: Context) -> list[PublicRoomInfo]:
+    return [
+        PublicRoomInfo(room=r.name, members=len(r.members)) for r in ctx.registry.public_rooms()
+    ]
