@@ -238,6 +238,16 @@ async def test_a_pasted_path_offers_to_send_the_file(tmp_path: Path) -> None:
         await pilot.click("#confirm-yes")
         await wait_for(pilot, lambda: client.calls_to("send_message"), "sent")
         assert client.calls_to("upload_file")[0][1] == "dropped file.png"
+        # Unquoted (it starts like a /command), then Cancel: the path is back in the input
+        # line, to edit or send as text.
+        await wait_for(pilot, lambda: not isinstance(pilot.app.screen, ConfirmDialog), "closed")
+        await type_line(pilot, str(picture))
+
+        await screen_shown(pilot, ConfirmDialog, "#confirm-no")
+        await pilot.click("#confirm-no")
+        composer = pilot.app.screen.query_one("#composer", Input)
+        await wait_for(pilot, lambda: composer.value == str(picture), "the text back")
+        assert len(client.calls_to("upload_file")) == 1
 
 
 async def test_too_large_is_said_before_any_byte_goes_out(tmp_path: Path) -> None:

@@ -330,16 +330,18 @@ class MainScreen(FileActions):
 
     @on(Composer.Submitted)
     async def _submitted(self, event: Composer.Submitted) -> None:
+        if self.current_address is not None:
+            # A path alone (pasted, or a file dropped on the terminal), before it is taken
+            # for a /command: `/home/me/cat.png` is a file, not an unknown command.
+            path = await self.pasted_path(event.text)
+            if path is not None:
+                self._offer_to_send(self.current_address, path, event.text)
+                return
         try:
             command = commands.parse(event.text)
         except commands.CommandError as exc:
             self.notify(str(exc), title="Command", severity="warning", markup=False)
             return
-        if isinstance(command, commands.Say) and self.current_address is not None:
-            path = await self.pasted_path(command.text)
-            if path is not None:  # a path alone (pasted, or dropped on the terminal)
-                self._offer_to_send(self.current_address, path, command.text)
-                return
         await self.run_command(command)
 
     def _offer_to_send(self, address: str, path: Path, text: str) -> None:
@@ -348,7 +350,13 @@ class MainScreen(FileActions):
                 self.chat.request_upload(address, path)
             else:  # back in the input line, to edit or send as text
                 self.composer.value = text
-                self.composer.cursor_position = len(text)
+                # The cursor after it: `action_end` on an Input, `action_cursor_line_end` on
+                # a TextArea (the composer may be either).
+                end = getattr(self.composer, "action_end", None) or getattr(
+                    self.composer, "action_cursor_line_end", None
+                )
+                if end is not None:
+                    end()
                 self.composer.focus()
 
         question = f"Send the file {path} to {address}?"
