@@ -61,7 +61,8 @@ async def type_line(pilot: Pilot[Any], text: str) -> None:
 
 
 def notices(log: MessageLog) -> str:
-    return "\n".join(log.plain_lines)
+    """The log's text, lines joined and runs of spaces made one (notices wrap)."""
+    return " ".join(" ".join(log.plain_lines).split())
 
 
 # --- showing -------------------------------------------------------------------------------------
@@ -349,3 +350,38 @@ async def test_kitty_graphics_inline(tmp_path: Path, monkeypatch: Any) -> None:
         cells = [line for line in log.plain_lines if "\U0010eeee" in line]
         assert len(cells) == rows
         assert all(line.strip().count("\U0010eeee") == columns for line in cells)
+
+
+async def test_full_size_uses_sixel_where_the_terminal_has_it(tmp_path: Path) -> None:
+    from textual_image.widget import SixelImage
+
+    client = team()
+    client.receive_file("alice", "#team", "shapes.png", png(120, 80))
+    sixel = Terminal("sixel", cell_width=10, cell_height=20)
+    app = make_app(client, file_cache=FileCache(tmp_path / "cache"), image_terminal=sixel)
+    async with app.run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await wait_for(pilot, lambda: log.picture_sizes, "inline (half blocks)")
+        await pilot.press("f4")
+        viewer = await screen_shown(pilot, PictureViewer, "#viewer-picture")
+        picture = viewer.query_one("#viewer-picture")
+        assert isinstance(picture, SixelImage)
+        await pilot.pause()
+        assert (picture.size.width, picture.size.height) == (12, 4)  # real pixels: 120×80
+
+
+async def test_an_interrupted_upload_is_said(tmp_path: Path) -> None:
+    client = team()
+    client.fail["upload_file"] = protocol.ConnectionClosed("connection lost")
+    picture = tmp_path / "p.png"
+    picture.write_bytes(png())
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+        await type_line(pilot, f"/image {picture}")
+        await wait_for(pilot, lambda: "interrupted" in notices(log), "said")
+        assert "the connection was lost" in notices(log)
+        assert "try again" in notices(log)
+        # And it works again afterwards (after a reconnect, say).
+        del client.fail["upload_file"]
+        await type_line(pilot, f"/image {picture}")
+        await wait_for(pilot, lambda: client.calls_to("send_message"), "sent this time")

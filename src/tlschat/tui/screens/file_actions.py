@@ -179,8 +179,9 @@ async def picture_widget(path: Path, meta: FileMeta, terminal: images.Terminal) 
 def _graphics_widget(picture: object, width: int, height: int, terminal: images.Terminal) -> Widget:
     """textual-image's own widget (Sixel or the Kitty protocol), in a scrollable frame."""
     from textual.containers import ScrollableContainer
-    from textual_image.widget import Image as PictureWidget
+    from textual_image.widget import SixelImage, TGPImage
 
+    PictureWidget = SixelImage if terminal.mode == "sixel" else TGPImage
     columns, rows = images.full_size(width, height, terminal)
     widget = PictureWidget(picture, id="viewer-picture")  # type: ignore[arg-type]
     widget.styles.width = columns
