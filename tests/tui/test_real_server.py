@@ -83,7 +83,7 @@ def tui(
 
 
 async def type_line(pilot: Pilot[Any], text: str) -> None:
-    pilot.app.screen.query_one("#composer", Input).focus()
+    pilot.app.screen.query_one("#composer").focus()
     await pilot.press(*text, "enter")
 
 

@@ -28,6 +28,36 @@ class Msg:
 class Create:
     room: str
     invite: tuple[str, ...] = ()
+    public: bool = False
+
+
+@dataclass(frozen=True)
+class Me:
+    """An action (`/me waves`): sent as the text `/me waves`, shown as `* bob waves`."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Whois:
+    nick: str
+
+
+@dataclass(frozen=True)
+class Names:
+    """Who is in the current group."""
+
+
+@dataclass(frozen=True)
+class ListRooms:
+    """The public groups and their sizes."""
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A command people expect that this server cannot do: say why, in words."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -65,22 +95,47 @@ class Quit:
     pass
 
 
-Command = Say | Msg | Create | InviteUser | Join | Leave | Close | Image | Help | Quit
+Command = (
+    Say
+    | Msg
+    | Create
+    | InviteUser
+    | Join
+    | Leave
+    | Close
+    | Image
+    | Help
+    | Quit
+    | Me
+    | Whois
+    | Names
+    | ListRooms
+    | Unsupported
+)
 
 USAGE: dict[str, tuple[str, str]] = {
     "msg": ("/msg NICK [TEXT]", "open the conversation with NICK, and send TEXT if given"),
-    "create": ("/create ROOM [NICK...]", "create a group and invite NICKs"),
+    "create": (
+        "/create ROOM [--public] [NICK...]",
+        "create a group (invite-only, or --public: anyone may join) and invite NICKs",
+    ),
     "invite": ("/invite NICK", "invite NICK to the current group"),
     "join": ("/join ROOM", "join a public group"),
     "leave": ("/leave [ROOM]", "leave the current group (or ROOM)"),
     "close": ("/close", "close the current pane"),
+    "me": ("/me TEXT", "say what you do: shown as * nick TEXT"),
+    "whois": ("/whois NICK", "whether NICK is online, and the groups you share"),
+    "names": ("/names", "who is in the current group"),
+    "list": ("/list", "the public groups and how many are in each"),
+    "topic": ("/topic TEXT", "set the group's topic (not on this server yet)"),
+    "nick": ("/nick NICK", "change nick (reconnect with another nick instead)"),
     "image": ("/image PATH", "send an image (not available yet)"),
     "help": ("/help", "show commands and keys"),
     "quit": ("/quit", "leave tlschat"),
 }
 """Every command: its synopsis and what it does (for /help and error messages)."""
 
-_ALIASES = {
+ALIASES = {
     "m": "msg",
     "query": "msg",
     "j": "join",
@@ -88,6 +143,9 @@ _ALIASES = {
     "q": "quit",
     "exit": "quit",
     "?": "help",
+    "w": "whois",
+    "who": "names",
+    "action": "me",
 }
 
 
@@ -108,7 +166,7 @@ def parse(line: str) -> Command:
     if line.startswith("//"):
         return Say(line[1:])
     head, _, rest = line[1:].partition(" ")
-    name = _ALIASES.get(head.lower(), head.lower())
+    name = ALIASES.get(head.lower(), head.lower())
     args = rest.split()
     if name not in USAGE:
         raise CommandError(f"unknown command /{head}: /help lists the commands")
@@ -121,10 +179,32 @@ def parse(line: str) -> Command:
             text = rest.lstrip().partition(" ")[2].strip()
             return Msg(nick, text)
         case "create":
+            public = any(a in ("--public", "-p") for a in args)
+            args = [a for a in args if a not in ("--public", "-p", "--private")]
             if not args:
                 raise CommandError(f"usage: {usage}")
             room = _name(args[0], "#", "group name", name)
-            return Create(room, tuple(_name(a, "@", "nick", name) for a in args[1:]))
+            invite = tuple(_name(a, "@", "nick", name) for a in args[1:])
+            return Create(room, invite, public)
+        case "me":
+            if not rest.strip():
+                raise CommandError(f"usage: {usage}")
+            return Me(rest.strip())
+        case "whois":
+            if len(args) != 1:
+                raise CommandError(f"usage: {usage}")
+            return Whois(_name(args[0], "@", "nick", name))
+        case "names":
+            return Names()
+        case "list":
+            return ListRooms()
+        case "topic":
+            return Unsupported("This server does not keep group topics yet.")
+        case "nick":
+            return Unsupported(
+                "A nick is who you are on tlschat: to be someone else, quit and connect "
+                "with another nick."
+            )
         case "invite":
             if len(args) != 1:
                 raise CommandError(f"usage: {usage}")
