@@ -103,7 +103,7 @@ def explain(
         )
     sentence = sentences.get(code)
     if sentence is not None:
-        return sentence[:1].upper() + sentence[1:]
+        return sentence  # a nick keeps its case, even first in the sentence
     detail = message.strip().rstrip(".")
     return f"The server refused: {detail}." if detail else "The server refused the request."
 

@@ -71,7 +71,8 @@ class ConnectScreen(Screen[None]):
             yield Label("Password (empty: guest)", classes="connect-label")
             yield Input(self.initial_password, password=True, id="connect-password")
             yield Static("", id="connect-error")
-            yield Button("Connect", id="connect-button", variant="primary")
+            # Compact (one row): with an error shown, everything still fits in 80×24.
+            yield Button("Connect", id="connect-button", variant="primary", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:

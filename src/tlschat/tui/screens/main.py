@@ -64,7 +64,7 @@ class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "new_dm", "DM"),
         Binding("ctrl+g", "new_group", "Group"),
-        Binding("ctrl+t", "invite", "Invite"),
+        Binding("ctrl+t", "invite", "Invite", show=False),  # in f1 and the palette; 60 columns
         Binding("ctrl+o", "join", "Join", show=False),
         # Priority: the input box would take ctrl+k (delete to the end of the line).
         Binding("ctrl+k", "switcher", "Switch", priority=True),
