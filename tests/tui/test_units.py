@@ -159,3 +159,22 @@ def test_local_time() -> None:
     assert local_time("2026-11-26T12:34:56.789Z", UTC) == "12:34"
     assert local_time("2026-11-26T23:30:00.000Z", timezone(timedelta(hours=2))) == "01:30"
     assert local_time("garbage", UTC) == "--:--"
+
+
+def test_alt_digits_reach_the_app_as_alt_n() -> None:
+    """Textual maps ESC 1 to `¡` (macOS Option); `run_tui` undoes that so alt+1..9 work."""
+    from textual import _ansi_sequences
+    from textual._xterm_parser import XTermParser
+
+    from tlschat.tui.app import alt_digits_as_alt
+
+    saved = dict(_ansi_sequences.ANSI_SEQUENCES_KEYS)
+    try:
+        alt_digits_as_alt()
+        parser = XTermParser()
+        events = list(parser.feed("\x1b2")) + list(parser.feed(""))  # "" is the end of input
+        assert [getattr(e, "key", None) for e in events] == ["alt+2"]
+    finally:
+        table = _ansi_sequences.ANSI_SEQUENCES_KEYS
+        table.clear()  # type: ignore[attr-defined]
+        table.update(saved)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from textual import on, work
 from textual.app import App
@@ -627,6 +627,21 @@ class ChatApp(App[int]):
         self._request(load(), f"load the history of {address}", context)
 
 
+def alt_digits_as_alt() -> None:
+    """Let alt+1..9 reach the app as `alt+N` from terminals that send ESC + digit.
+
+    Textual 8.2 maps ESC 1 .. ESC 0 to the characters macOS types with Option (`¡`, `™`, `£`...),
+    so `alt+1` bindings never fire in xterm, tmux, gnome-terminal or over SSH. Without those
+    entries the parser reads ESC + digit as alt + digit, as it does for letters. This touches
+    a private table of Textual's; it is checked by tests/tui/test_units.py on upgrades.
+    """
+    from textual import _ansi_sequences
+
+    table = cast("dict[str, object]", _ansi_sequences.ANSI_SEQUENCES_KEYS)  # a dict, typed Mapping
+    for digit in "0123456789":
+        table.pop(f"\x1b{digit}", None)
+
+
 def run_tui(
     *,
     host: str | None,
@@ -659,6 +674,7 @@ def run_tui(
             last_seen=params.last_seen,
         )
 
+    alt_digits_as_alt()
     app = ChatApp(
         client_factory=factory,
         host=host,

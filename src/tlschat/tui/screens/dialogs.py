@@ -327,6 +327,8 @@ class JoinDialog(ModalScreen[str | None]):
         if keep is not None:
             with contextlib.suppress(OptionDoesNotExist):
                 listing.highlighted = listing.get_option_index(keep)
+        if listing.highlighted is None and self.rooms:
+            listing.highlighted = 0  # Enter joins the first one at once
         listing.display = bool(self.rooms)
         none = self.query_one("#join-none", Static)
         none.display = not self.rooms

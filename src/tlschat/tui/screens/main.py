@@ -692,9 +692,9 @@ class MainScreen(Screen[None]):
         for user in self.state.sorted_users():
             add(dm_address(user.nick), "online" if user.online else "offline")
         for info in sorted(self.state.rooms.values(), key=lambda r: fold(r.name)):
-            add(room_address(info.name), f"group, {len(info.members)} members")
+            add(room_address(info.name), f"group, {_members(len(info.members))}")
         for name, count in self.state.joinable_public_rooms():
-            add(room_address(name), f"public, {count} members: Enter joins")
+            add(room_address(name), f"public, {_members(count)}: Enter joins")
 
         async def answered(address: str | None) -> None:
             if address is None:
@@ -809,3 +809,7 @@ class MainScreen(Screen[None]):
     def open_later(self, address: str) -> None:
         """Open a conversation from a callback that cannot await (the command palette)."""
         self.run_worker(self.open_conversation(address), group="ui")
+
+
+def _members(count: int) -> str:
+    return "1 member" if count == 1 else f"{count} members"
