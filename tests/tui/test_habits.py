@@ -6,6 +6,7 @@ from typing import Any
 
 from textual import events
 from textual.widgets import OptionList, Static
+from textual.widgets._toast import Toast
 
 from tests.tui.fake_client import FakeClient
 from tests.tui.helpers import RecordingApp, log_of, main_screen, screen_shown, wait_for
@@ -150,7 +151,7 @@ async def test_input_history_is_kept_per_conversation() -> None:
 async def test_the_length_limit_shows_before_sending_and_refuses() -> None:
     client = fake()
     app = make(client)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(60, 20), notifications=True) as pilot:
         screen = await main_screen(pilot)
         await screen.open_conversation("@bob")
         await focus_composer(pilot)
@@ -161,13 +162,20 @@ async def test_the_length_limit_shows_before_sending_and_refuses() -> None:
         assert "3700/4000" in str(counter.render())
         screen.composer.value = "x" * 4500
         await wait_for(pilot, lambda: counter.has_class("-over"), "over the limit")
-        assert "500 too many" in str(counter.render())
+        assert "(500 too many)" in str(counter.render())
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.notes, "the refusal")
         assert "4500 characters" in app.notes[-1]
         assert "4000" in app.notes[-1]
         assert not client.calls_to("send_message")
         assert len(screen.composer.text) == 4500  # kept, to be shortened
+        # The refusal never covers the (now tall) input box or the counter above it.
+        await wait_for(pilot, lambda: screen.query(Toast), "the toast")
+        await pilot.pause()
+        await pilot.pause()
+        for toast in screen.query(Toast):
+            assert not toast.region.overlaps(screen.composer.region)
+            assert not toast.region.overlaps(counter.region)
 
 
 # --- errors in words --------------------------------------------------------------------------------
@@ -449,3 +457,18 @@ async def test_narrow_terminal_folds_the_sidebar_and_members() -> None:
         await wait_for(pilot, lambda: screen.sidebar.region.width == 0, "folded again")
         await pilot.press("alt+m")
         await wait_for(pilot, lambda: pane.member_list.region.width > 0, "the members overlay")
+
+
+async def test_alt_keys_are_shortcuts_never_letters() -> None:
+    client = fake()
+    app = make(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await main_screen(pilot)
+        await screen.open_conversation("#team")
+        await screen.open_conversation("@bob")
+        await focus_composer(pilot)
+        await pilot.press("alt+x")  # unbound: nothing typed
+        assert screen.composer.text == ""
+        await pilot.press("alt+w")  # closes @bob, even from the input box
+        await wait_for(pilot, lambda: screen.pane_for("@bob") is None, "@bob closed")
+        assert screen.composer.text == ""

@@ -89,7 +89,7 @@ def explain(
         "rate_limited": f"Too fast: the server asks you to wait {_seconds(retry_after_ms)}.",
         "unavailable": "The server cannot store anything right now; nothing was sent. "
         "Try again in a moment.",
-        "internal": "The server hit an internal error; nothing you did. Try again later.",
+        "internal": "Something went wrong in the server, not in what you did. Try again later.",
         "frame_too_large": "That was too large for the server to accept.",
         "bad_frame": "The server could not read what this client sent (a bug in the client).",
         "unknown_type": "The server does not know this request (it may be older than this client).",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, cast
 
 from textual import on, work
-from textual.app import App
+from textual.app import App, InvalidThemeError
 from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
@@ -147,8 +147,12 @@ class ChatApp(App[int]):
         """Zone for timestamps; None is the local zone (tests pin one)."""
         self.cursor_blink = cursor_blink
         """False in snapshot tests, so screenshots do not depend on the blink phase."""
+        self._bad_theme: str | None = None
         if theme is not None:
-            self.theme = theme
+            try:
+                self.theme = theme
+            except InvalidThemeError:
+                self._bad_theme = theme  # from the config file: said once the screen is up
         self.state = ChatState()
         self.main: MainScreen | None = None
         self.connect_screen: ConnectScreen | None = None
@@ -172,6 +176,12 @@ class ChatApp(App[int]):
     # --- start-up and connecting ---------------------------------------------------------------
 
     def on_mount(self) -> None:
+        if self._bad_theme is not None:
+            self.notify(
+                f"No theme named {self._bad_theme!r}: ctrl+p lists the themes.",
+                severity="warning",
+                markup=False,
+            )
         host, port, nick, password = self._prefill
         if self._params is not None:
             host, port, nick = self._params.host, self._params.port, self._params.nick

@@ -54,6 +54,14 @@ class ListRooms:
 
 
 @dataclass(frozen=True)
+class Alerts:
+    """Turn the bell (`bell`) or desktop notifications (`notify`) on or off for this session."""
+
+    what: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Unsupported:
     """A command people expect that this server cannot do: say why, in words."""
 
@@ -110,6 +118,7 @@ Command = (
     | Whois
     | Names
     | ListRooms
+    | Alerts
     | Unsupported
 )
 
@@ -127,6 +136,11 @@ USAGE: dict[str, tuple[str, str]] = {
     "whois": ("/whois NICK", "whether NICK is online, and the groups you share"),
     "names": ("/names", "who is in the current group"),
     "list": ("/list", "the public groups and how many are in each"),
+    "bell": ("/bell on|off", "ring on a DM or a mention you are not looking at"),
+    "notify": (
+        "/notify on|off|osc9|osc777",
+        "desktop notification through the terminal on a DM or a mention",
+    ),
     "topic": ("/topic TEXT", "set the group's topic (not on this server yet)"),
     "nick": ("/nick NICK", "change nick (reconnect with another nick instead)"),
     "image": ("/image PATH", "send an image (not available yet)"),
@@ -198,6 +212,14 @@ def parse(line: str) -> Command:
             return Names()
         case "list":
             return ListRooms()
+        case "bell":
+            if len(args) != 1 or args[0].lower() not in ("on", "off"):
+                raise CommandError(f"usage: {usage}")
+            return Alerts("bell", args[0].lower())
+        case "notify":
+            if len(args) != 1 or args[0].lower() not in ("on", "off", "osc9", "osc777"):
+                raise CommandError(f"usage: {usage}")
+            return Alerts("notify", args[0].lower())
         case "topic":
             return Unsupported("This server does not keep group topics yet.")
         case "nick":

@@ -22,7 +22,8 @@ class ChatCommands(Provider):
         state = screen.state
         found: list[tuple[str, Callable[[], Any], str]] = [
             ("Message someone…", screen.action_new_dm, "open a direct conversation (ctrl+n)"),
-            ("Create a group…", screen.action_new_group, "a new invite-only group (ctrl+g)"),
+            ("Create a group…", screen.action_new_group, "private or public (ctrl+g)"),
+            ("Go to…", screen.action_switcher, "any conversation, by part of its name (ctrl+k)"),
             ("Join a public group…", screen.action_join, "ctrl+o"),
             ("Help", screen.action_help, "commands and keys (f1)"),
         ]
@@ -31,7 +32,7 @@ class ChatCommands(Provider):
         room = screen.current_room
         if room is not None:
             found.append((f"Invite to #{room}…", screen.action_invite, "ctrl+t"))
-            found.append((f"Leave #{room}", screen.action_leave, "ctrl+l"))
+            found.append((f"Leave #{room}", screen.action_leave, "/leave"))
         if screen.current_address is not None:
             found.append((f"Close {screen.current_address}", screen.action_close_pane, "alt+w"))
         for user in state.sorted_users():

@@ -70,19 +70,21 @@ class MainScreen(Screen[None]):
         Binding("ctrl+k", "switcher", "Switch", priority=True),
         # ctrl+l redraws, as everywhere in a terminal (it used to leave the group).
         Binding("ctrl+l", "redraw", "Redraw", show=False, priority=True),
-        Binding("alt+w", "close_pane", "Close pane", show=False),
+        Binding("alt+w", "close_pane", "Close pane", show=False, priority=True),
         Binding("f1", "help", "Help"),
         Binding("f2", "answer_invitation('accept')", "Accept"),
         Binding("f3", "answer_invitation('decline')", "Decline"),
         Binding("ctrl+b", "toggle_sidebar", "People", show=False),
-        Binding("alt+m", "toggle_members", "Members", show=False),
+        Binding("alt+m", "toggle_members", "Members", show=False, priority=True),
         Binding("escape", "focus_composer", "Input", show=False),
         *[
             Binding(f"alt+{n}", f"tab({n})", f"Tab {n}", show=False, priority=True)
             for n in range(1, 10)
         ],
-        Binding("alt+left,ctrl+pageup", "cycle_pane(-1)", "Previous pane", show=False),
-        Binding("alt+right,ctrl+pagedown", "cycle_pane(1)", "Next pane", show=False),
+        Binding(
+            "alt+left,ctrl+pageup", "cycle_pane(-1)", "Previous pane", show=False, priority=True
+        ),
+        Binding("alt+right,ctrl+pagedown", "cycle_pane(1)", "Next pane", show=False, priority=True),
         Binding("pageup", "scroll_log('page_up')", "Older", show=False),
         Binding("pagedown", "scroll_log('page_down')", "Newer", show=False),
     ]
@@ -128,6 +130,7 @@ class MainScreen(Screen[None]):
         if narrow != self.has_class("-narrow"):
             self.remove_class("-show-sidebar", "-show-members")
         self.set_class(narrow, "-narrow")
+        self.call_after_refresh(self._update_composer_hint)
 
     # --- widgets -------------------------------------------------------------------------------
 
@@ -267,11 +270,14 @@ class MainScreen(Screen[None]):
 
     def _update_composer_hint(self) -> None:
         address = self.current_address
-        self.composer.placeholder = (
-            f"Message {address}   (/help for commands)"
-            if address
-            else "Pick a conversation, or type /help"
-        )
+        if address is None:
+            self.composer.placeholder = "Pick a conversation, or type /help"
+            return
+        hint = f"Message {address}"
+        room = (self.composer.size.width or self.size.width) - 4
+        if len(hint) + 23 <= room:  # the placeholder must fit on the one line shown
+            hint += "   (/help for commands)"
+        self.composer.placeholder = hint
 
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -408,7 +414,7 @@ class MainScreen(Screen[None]):
         counter.set_class(length > limit, "-over")
         if near:
             over = length - limit
-            extra = f"  {over} too many: shorten it before sending" if over > 0 else ""
+            extra = f" ({over} too many)" if over > 0 else ""
             counter.update(Content(f"{length}/{limit} characters{extra}"))
 
     def _fits(self, command: commands.Command) -> bool:
@@ -502,6 +508,15 @@ class MainScreen(Screen[None]):
                     self.say(self._names_text(room))
             case commands.ListRooms():
                 self.say(self._list_text())
+            case commands.Alerts(what=what, value=value):
+                notes = self.chat.settings.notifications
+                if what == "bell":
+                    notes.bell = value == "on"
+                    self.say(f"Bell {value} (the config file sets the default).")
+                else:
+                    notes.desktop = "osc9" if value == "on" else value  # type: ignore[assignment]
+                    shown = "off" if notes.desktop == "off" else f"on ({notes.desktop})"
+                    self.say(f"Desktop notifications {shown} (the config file sets the default).")
             case commands.Unsupported(reason=reason):
                 self._warn(reason)
             case commands.Close():

@@ -133,6 +133,8 @@ class Composer(TextArea):
             event.stop()
             event.prevent_default()
             return
+        if key.startswith("alt+"):
+            return  # a shortcut (bound or not), never the letter typed into the message
         await super()._on_key(event)
 
     def check_consume_key(self, key: str, character: str | None = None) -> bool:

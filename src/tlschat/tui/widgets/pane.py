@@ -97,4 +97,4 @@ class ConversationPane(TabPane):
         self.new_below.set_class(count > 0, "-visible")
         if count:
             noun = "message" if count == 1 else "messages"
-            self.new_below.update(Content(f"↓ {count} new {noun} below (end)"))
+            self.new_below.update(Content(f"↓ {count} new {noun} below (pagedown)"))
