@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tlschat.client.errors_text import Context, explain, explain_failure
+from tlschat.client.errors_text import Context, explain, explain_detail, explain_failure
 from tlschat.protocol import ConnectionClosed, ErrorCode, RequestFailed
 
 
@@ -38,3 +38,11 @@ def test_failures_other_than_server_errors() -> None:
     assert explain_failure(ConnectionRefusedError(111, "Connection refused")) == (
         "Connection refused"
     )
+
+
+def test_connection_details_in_words() -> None:
+    assert explain_detail("nick_taken: nick in use") == (
+        "That nick is in use right now. Pick another one."
+    )
+    assert explain_detail("connection lost: reset") == "connection lost: reset"
+    assert explain_detail("127.0.0.1:7700") == "127.0.0.1:7700"

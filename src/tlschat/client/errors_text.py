@@ -6,9 +6,13 @@ the code, people read the sentence). No textual, no I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from tlschat.protocol import ConnectionClosed, RequestFailed
+from tlschat.protocol import ConnectionClosed, ErrorCode, RequestFailed
+
+_CODE_DETAIL = re.compile(r"([a-z_]+): (.*)", re.S)
+_CODES = frozenset(code.value for code in ErrorCode)
 
 
 @dataclass(frozen=True)
@@ -120,3 +124,12 @@ def explain_failure(exc: BaseException, context: Context | None = None) -> str:
         return exc.strerror or str(exc) or type(exc).__name__
     text = str(exc)
     return text[:1].upper() + text[1:] if text else type(exc).__name__
+
+
+def explain_detail(detail: str) -> str:
+    """A connection state's detail (`"nick_taken: nick in use"`, as the client library reports
+    a refused `hello`) in words; other details (`connection lost`) are returned as they are."""
+    match = _CODE_DETAIL.fullmatch(detail.strip())
+    if match is None or match.group(1) not in _CODES:
+        return detail
+    return explain(match.group(1), message=match.group(2))

@@ -20,7 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from tlschat import protocol
 from tlschat.client import ConnectionState, StateChanged, TrustError
-from tlschat.client.errors_text import Context, explain, explain_failure
+from tlschat.client.errors_text import Context, explain, explain_detail, explain_failure
 from tlschat.client.settings import ClientSettings
 from tlschat.tui.messages import (
     ConnectionStateChanged,
@@ -374,7 +374,7 @@ class ChatApp(App[int]):
         if self.main is None:
             return
         self._set_closed(event.state == ConnectionState.CLOSED)
-        detail = "" if event.state == ConnectionState.CONNECTED else event.detail
+        detail = "" if event.state == ConnectionState.CONNECTED else explain_detail(event.detail)
         self._show_status(state=event.state, detail=detail, retry_in=event.retry_in)
 
     @on(MessageReceived)
