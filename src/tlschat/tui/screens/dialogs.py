@@ -215,15 +215,18 @@ class CreateGroupDialog(ModalScreen[NewGroup | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="create-dialog"):
             yield Label("Create a group", classes="dialog-title")
-            yield Input(placeholder="name, e.g. team", id="create-name", max_length=32)
-            with RadioSet(id="create-kind"):
+            # Compact widgets: the whole dialog fits a 60×20 terminal.
+            yield Label("Name", classes="dialog-label")
+            yield Input(placeholder="e.g. team", id="create-name", max_length=32, compact=True)
+            with RadioSet(id="create-kind", compact=True):
                 yield RadioButton("Private: invited people only", value=True, id="create-private")
                 yield RadioButton("Public: listed, anyone may join", id="create-public")
-            yield Input(placeholder="invite (nicks, space-separated; optional)", id="create-invite")
+            yield Label("Invite (optional)", classes="dialog-label")
+            yield Input(placeholder="nicks, space-separated", id="create-invite", compact=True)
             yield Static("", id="create-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Create", id="create-ok", variant="primary")
-                yield Button("Cancel", id="create-cancel")
+                yield Button("Create", id="create-ok", variant="primary", compact=True)
+                yield Button("Cancel", id="create-cancel", compact=True)
 
     def on_mount(self) -> None:
         blink = getattr(self.app, "cursor_blink", True)
@@ -300,7 +303,7 @@ class JoinDialog(ModalScreen[str | None]):
             yield Label("Join a public group", classes="dialog-title")
             yield OptionList(id="join-list")
             yield Static("", id="join-none", classes="dialog-hint")
-            yield Input(placeholder="or type a name", id="join-name", max_length=33)
+            yield Input(placeholder="or type a name", id="join-name", max_length=33, compact=True)
             yield Static("Enter joins; Escape cancels.", classes="dialog-hint")
 
     def on_mount(self) -> None:

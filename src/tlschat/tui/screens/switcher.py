@@ -75,7 +75,9 @@ class QuickSwitcher(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="switcher"):
             yield Label("Go to…", classes="dialog-title")
-            yield Input(placeholder="part of a nick or group name", id="switcher-input")
+            yield Input(
+                placeholder="part of a nick or group name", id="switcher-input", compact=True
+            )
             yield OptionList(id="switcher-list")
             yield Static("Enter opens, up/down pick, Escape cancels.", classes="dialog-hint")
 
