@@ -472,3 +472,24 @@ async def test_alt_keys_are_shortcuts_never_letters() -> None:
         await pilot.press("alt+w")  # closes @bob, even from the input box
         await wait_for(pilot, lambda: screen.pane_for("@bob") is None, "@bob closed")
         assert screen.composer.text == ""
+
+
+async def test_alerts_are_turned_off_by_command_or_palette() -> None:
+    client = fake()
+    app = make(client)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        await focus_composer(pilot)
+        await pilot.press(*"/notify off", "enter")
+        await wait_for(pilot, lambda: app.settings.notifications.desktop == "off", "notify off")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Turn the bell off")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not app.settings.notifications.bell, "bell off")
+        await wait_for(pilot, lambda: app.screen is screen, "the palette closed")
+        client.receive("carol", "@alice", "psst")
+        await wait_for(pilot, lambda: screen.pane_for("@carol") is not None, "the pane")
+        await pilot.pause()
+        assert app.bells == 0
+        assert app.desktop == []

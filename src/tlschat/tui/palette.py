@@ -8,6 +8,7 @@ from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from tlschat.tui import commands
 from tlschat.tui.screens.main import MainScreen
 from tlschat.tui.state import dm_address, room_address
 
@@ -27,6 +28,23 @@ class ChatCommands(Provider):
             ("Join a public group…", screen.action_join, "ctrl+o"),
             ("Help", screen.action_help, "commands and keys (f1)"),
         ]
+        notes = screen.chat.settings.notifications
+        bell = "off" if notes.bell else "on"
+        desktop = "on" if notes.desktop == "off" else "off"
+        found.append(
+            (
+                f"Turn the bell {bell}",
+                partial(screen.run_command, commands.Alerts("bell", bell)),
+                "on a DM or a mention not in view (/bell)",
+            )
+        )
+        found.append(
+            (
+                f"Turn desktop notifications {desktop}",
+                partial(screen.run_command, commands.Alerts("notify", desktop)),
+                "OSC 9/777 through the terminal (/notify)",
+            )
+        )
         if screen.chat.can_reconnect:
             found.insert(0, ("Reconnect", screen.chat.action_reconnect, "connect again (ctrl+r)"))
         room = screen.current_room
