@@ -149,7 +149,7 @@ USAGE: dict[str, tuple[str, str]] = {
 }
 """Every command: its synopsis and what it does (for /help and error messages)."""
 
-ALIASES = {
+_ALIASES = {
     "m": "msg",
     "query": "msg",
     "j": "join",
@@ -180,7 +180,7 @@ def parse(line: str) -> Command:
     if line.startswith("//"):
         return Say(line[1:])
     head, _, rest = line[1:].partition(" ")
-    name = ALIASES.get(head.lower(), head.lower())
+    name = _ALIASES.get(head.lower(), head.lower())
     args = rest.split()
     if name not in USAGE:
         raise CommandError(f"unknown command /{head}: /help lists the commands")

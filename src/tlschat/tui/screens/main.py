@@ -600,8 +600,7 @@ class MainScreen(Screen[None]):
         """What Tab offers for `word` (see `Composer.completer`): commands, #rooms, nicks."""
         folded = fold(word)
         if word.startswith("/") and not before.strip():
-            names = sorted({*commands.USAGE, *commands.ALIASES})
-            return [f"/{n}" for n in names if n.startswith(folded[1:]) and n in commands.USAGE]
+            return [f"/{n}" for n in sorted(commands.USAGE) if n.startswith(folded[1:])]
         rooms = sorted(
             {r.name for r in self.state.rooms.values()}
             | {name for name, _ in self.state.public_rooms.values()},
