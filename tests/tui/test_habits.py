@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual import events
-from textual.widgets import OptionList, Static
+from textual.widgets import OptionList, Static, Tabs
 from textual.widgets._toast import Toast
 
 from tests.tui.fake_client import FakeClient
@@ -271,18 +271,21 @@ async def test_the_active_tab_stays_in_view() -> None:
     app = make(client)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await main_screen(pilot)
-        for n in range(6):
-            await screen.open_conversation(f"#another_long_group_name_{n}")
-        await pilot.pause()
+        await focus_composer(pilot)
+        for n in range(6):  # as a user does it: the pane opens when the server says `joined`
+            await pilot.press(*f"/create another_long_group_name_{n}", "enter")
+            name = f"#another_long_group_name_{n}"
+            await wait_for(pilot, lambda name=name: screen.current_address == name, name)
         await pilot.pause()
         tab = screen.tabs.get_tab(screen.tabs.active)
-        strip = tab.parent
-        assert strip is not None
-        await wait_for(
-            pilot,
-            lambda: strip.region.contains_region(tab.region),
-            "the active tab scrolled into view",
-        )
+        strip = screen.tabs.query_one(Tabs)
+        assert "another_long_group_name_5" in str(tab.label)
+
+        def in_view() -> bool:
+            return tab.region.width > 0 and strip.region.contains_region(tab.region)
+
+        await wait_for(pilot, in_view, "the active tab scrolled into view")
+        assert strip.region.width == 80
 
 
 # --- knowing what happened --------------------------------------------------------------------------

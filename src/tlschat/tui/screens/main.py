@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent
+from textual.widgets import Footer, Static, TabbedContent, Tabs
 
 from tlschat import protocol
 from tlschat.client.errors_text import Context, explain, explain_failure
@@ -292,9 +292,14 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self._scroll_to_active_tab)
 
     def _scroll_to_active_tab(self) -> None:
-        tab = self.tabs.active_pane and self.tabs.get_tab(self.tabs.active)
-        if tab is not None:
-            tab.scroll_visible(animate=False)
+        # Textual's Tabs scrolls when a tab is activated, but a tab added a moment before has
+        # no size yet, so it scrolls nowhere: do it again once the tab is laid out. The strip
+        # hides its overflow, hence `force`.
+        if not self.tabs.active:
+            return
+        tab = self.tabs.get_tab(self.tabs.active)
+        strip = self.tabs.query_one(Tabs).query_one("#tabs-scroll")
+        strip.scroll_to_center(tab, animate=False, force=True)
 
     # --- groups, members, presence -------------------------------------------------------------
 
