@@ -496,3 +496,21 @@ async def test_alerts_are_turned_off_by_command_or_palette() -> None:
         await pilot.pause()
         assert app.bells == 0
         assert app.desktop == []
+
+
+async def test_no_alert_for_the_replay_after_login() -> None:
+    client = fake()
+    client.welcome = client.welcome.model_copy(update={"last_id": 100})
+    app = make(client)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        await screen.open_conversation("#team")
+        client.push(
+            protocol.Message(
+                id=90, ts="2026-11-26T11:00:00.000Z", from_="carol", to="@alice", text="old"
+            )
+        )
+        await wait_for(pilot, lambda: screen.state.unread_for("@carol") == 1, "counted unread")
+        await pilot.pause()
+        assert app.bells == 0
+        assert app.desktop == []

@@ -74,6 +74,9 @@ class ChatState:
     """Pending invitations, by folded room name."""
     unread: dict[str, int] = field(default_factory=dict)
     """Unread message counts by conversation key."""
+    replayed_until: int = 0
+    """`welcome.last_id`: messages up to it are the replay of what came while we were away,
+    counted unread but never rung for (a bell per old message would be a storm)."""
     max_text: int = 4000
     """The server's `limits.max_text`: longer texts are refused before they are sent."""
     invited: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -106,6 +109,7 @@ class ChatState:
         """Replace what we know with `welcome`; return the invitations we had not seen before."""
         self.me = welcome.nick
         self.max_text = welcome.limits.max_text
+        self.replayed_until = welcome.last_id
         previous = self.users
         self.users = {}
         for listed in welcome.users:

@@ -225,7 +225,8 @@ class MainScreen(Screen[None]):
             self.state.mark_unread(pane.address)
             self._show_unread(pane.address)
         direct = address.startswith("@")
-        if not in_view and (direct or self.state.mentions_me(message.text)):
+        fresh = message.id > self.state.replayed_until
+        if fresh and not in_view and (direct or self.state.mentions_me(message.text)):
             where = "" if direct else f" in {pane.address}"
             self.chat.alert(f"{message.from_}{where}", message.text or "(a file)")
 
