@@ -224,3 +224,38 @@ def test_changed_fingerprint_refusal(snap_compare: SnapCompare) -> None:
         await wait_for(pilot, lambda: pilot.app.screen.query("#changed-quit"), "the refusal")
 
     assert snap_compare(app_for(client), run_before=run_before)
+
+
+def test_create_dialog_fits_60x20(snap_compare: SnapCompare) -> None:
+    """ctrl+g: name, private or public, invitees and the buttons, all within 60×20."""
+    client = team_client()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await main_screen(pilot)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: pilot.app.screen.query("#create-ok"), "the dialog")
+        await pilot.press(*"release")
+        await pilot.pause()
+
+    assert snap_compare(app_for(client), terminal_size=(60, 20), run_before=run_before)
+
+
+def test_members_overlay_with_pending_invitations_at_60x20(snap_compare: SnapCompare) -> None:
+    """alt+m shows a group's members over the log; people invited are listed as pending."""
+    client = team_client()
+    setup = with_dm_and_group(client)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await setup(pilot)
+        screen = await main_screen(pilot)
+        screen.state.note_invited("team", "dave")
+        screen.members_changed("team")
+        await pilot.press("alt+m")
+        pane = screen.pane_for("#team")
+        assert pane is not None
+        assert pane.member_list is not None
+        members = pane.member_list
+        await wait_for(pilot, lambda: members.region.width > 0, "the overlay")
+        await pilot.pause()
+
+    assert snap_compare(app_for(client), terminal_size=(60, 20), run_before=run_before)
