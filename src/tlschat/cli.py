@@ -10,40 +10,13 @@ from typing import Any, NoReturn
 import click
 
 from tlschat import __version__
+from tlschat.address import AddressError, parse_hostport
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback."""
     click.echo(f"tlschat: {message}", err=True)
     sys.exit(code)
-
-
-def parse_hostport(value: str, default_port: int = 7700) -> tuple[str, int]:
-    """`host:port`, `[::1]:port` or `host` (default port); raise click.BadParameter otherwise."""
-    text = value.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise click.BadParameter(f"{value!r}: missing ']' in IPv6 address")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise click.BadParameter(f"{value!r}: expected HOST:PORT")
-            port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    elif ":" in text:
-        raise click.BadParameter(f"{value!r}: write IPv6 addresses as [ADDR]:PORT")
-    if not host:
-        raise click.BadParameter(f"{value!r}: missing host")
-    if port_text == "":
-        if text.endswith(":"):
-            raise click.BadParameter(f"{value!r}: missing port after ':'")
-        return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise click.BadParameter(f"{value!r}: port must be a number from 1 to 65535")
-    return host, int(port_text)
 
 
 def read_password(password_env: str | None) -> str | None:
@@ -185,18 +158,29 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 def tui(
     address: str | None, nick: str | None, cafile: Path | None, password_env: str | None
 ) -> None:
-    """The terminal client. Without arguments it opens a connect screen."""
+    """The terminal client. Without arguments it connects as the config file says
+    (client.toml in the user's config dir), or opens a connect screen."""
     host: str | None = None
     port: int | None = None
     if address:
         try:
             host, port = parse_hostport(address)
-        except click.BadParameter as exc:
-            fail(exc.message)
+        except AddressError as exc:
+            fail(str(exc))
     password = read_password(password_env)
+    from tlschat.client.settings import SettingsError, load
+
+    try:
+        settings = load()
+    except SettingsError as exc:
+        fail(str(exc))
     from tlschat.tui.app import run_tui
 
-    sys.exit(run_tui(host=host, port=port, nick=nick, cafile=cafile, password=password))
+    sys.exit(
+        run_tui(
+            host=host, port=port, nick=nick, cafile=cafile, password=password, settings=settings
+        )
+    )
 
 
 @cli.command()
@@ -229,8 +213,8 @@ def send(
     """Send one message (TEXT, or standard input; with --file, TEXT is optional) and exit."""
     try:
         host, port = parse_hostport(address)
-    except click.BadParameter as exc:
-        fail(exc.message)
+    except AddressError as exc:
+        fail(str(exc))
     if text:
         body = " ".join(text)
     elif file is not None:
@@ -267,8 +251,8 @@ def tail(
     """Print messages as they arrive."""
     try:
         host, port = parse_hostport(address)
-    except click.BadParameter as exc:
-        fail(exc.message)
+    except AddressError as exc:
+        fail(str(exc))
     password = read_password(password_env)
     from tlschat.client.headless import run_tail
 
@@ -308,8 +292,8 @@ def get(
     """Download a file you may read (its id from `tail`), verified against its SHA-256."""
     try:
         host, port = parse_hostport(address)
-    except click.BadParameter as exc:
-        fail(exc.message)
+    except AddressError as exc:
+        fail(str(exc))
     password = read_password(password_env)
     from tlschat.client.headless import run_get
 

@@ -396,6 +396,8 @@ class Presence(Reply):
     type: Literal["presence"] = "presence"
     nick: str
     online: bool
+    gone: bool = False
+    """A guest's hold ended: the nick is free, clients drop it from their lists."""
 
 
 class Message(Reply):

@@ -56,6 +56,8 @@ class FakeClient:
         self.store: dict[str, list[protocol.Message]] = {}
         """Messages by conversation, as `history()` serves them."""
         self.members: dict[str, list[str]] = {room.casefold(): list(m) for room, m in rooms}
+        self.users = [nick, *(n for n, _ in users)]
+        """Every user the fake server knows: `history` of anyone else is `no_such_user`."""
         self.welcome = protocol.Welcome(
             nick=nick,
             server="tlschat/0.1.0",
@@ -204,10 +206,18 @@ class FakeClient:
         self.push(message)  # the echo
         return message
 
+    def knows(self, nick: str) -> bool:
+        everyone = {n.casefold() for n in self.users}
+        everyone |= {m.casefold() for members in self.members.values() for m in members}
+        everyone |= {m.from_.casefold() for ms in self.store.values() for m in ms}
+        return nick.casefold() in everyone
+
     async def history(
         self, with_: str, before: int | None = None, limit: int = 50
     ) -> protocol.History:
         self._record("history", with_, before)
+        if with_.startswith("@") and not self.knows(with_[1:]):
+            raise protocol.RequestFailed("no_such_user", f"no user {with_[1:]}")
         messages = [
             m for m in self.store.get(with_.casefold(), []) if before is None or m.id < before
         ]
@@ -218,6 +228,7 @@ class FakeClient:
         self, room: str, *, public: bool = False, invite: Sequence[str] = ()
     ) -> protocol.Joined:
         self._record("create_room", room, tuple(invite))
+        self.public_created = public
         self.members[room.casefold()] = [self.nick]
         joined = protocol.Joined(room=room, members=(self.nick,), public=public)
         self.push(joined)

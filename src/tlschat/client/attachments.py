@@ -9,6 +9,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from tlschat.client.errors_text import explain_failure
 from tlschat.protocol import ConnectionClosed, FileMeta, RequestFailed
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -80,6 +81,14 @@ def too_large_text(name: str, size: int, limit: int) -> str:
     )
 
 
+def _in_words(exc: BaseException) -> str:
+    """The shared sentence of errors_text (for what is not about files), to follow a colon."""
+    text = explain_failure(exc).rstrip(".")
+    if text[:1].isupper() and text[1:2].islower():
+        text = text[0].lower() + text[1:]  # "The server ..." reads "the server ..." after a colon
+    return text
+
+
 def upload_failure(exc: BaseException, name: str, limit: int | None = None) -> str:
     """Why sending the file `name` failed, in plain words."""
     if isinstance(exc, RequestFailed):
@@ -95,9 +104,7 @@ def upload_failure(exc: BaseException, name: str, limit: int | None = None) -> s
             return f"{name} changed while it was being sent; try again"
         if exc.code == "rate_limited":
             return "too many uploads at once: wait for one to finish and try again"
-        if exc.code == "unavailable":
-            return "the server cannot store files right now; try again later"
-        return f"the server refused {name}: {exc.message or exc.code}"
+        return f"{name}: {_in_words(exc)}"
     if isinstance(exc, TimeoutError):
         return f"sending {name} was interrupted: the server stopped answering"
     if isinstance(exc, OSError):
@@ -112,9 +119,11 @@ def download_failure(exc: BaseException, name: str) -> str:
     if isinstance(exc, RequestFailed):
         if exc.code == "no_such_file":
             return f"you may not download {name} (or it no longer exists)"
-        return f"the server refused {name}: {exc.message or exc.code}"
+        return f"{name}: {_in_words(exc)}"
     if isinstance(exc, TimeoutError):
         return f"downloading {name} was interrupted: the server stopped answering"
+    if isinstance(exc, ConnectionClosed):
+        return f"downloading {name} was interrupted: the connection was lost"
     if isinstance(exc, OSError):
         return str(exc) or f"cannot write {name}"
     return f"downloading {name} failed: {exc}"

@@ -22,6 +22,7 @@ from tlschat.client.connection import (
     TrustError,
     describe,
 )
+from tlschat.client.errors_text import explain_failure
 from tlschat.protocol import (
     ConnectionClosed,
     FileMeta,
@@ -54,7 +55,8 @@ def _failure(exc: BaseException, host: str, port: int) -> str:
             "or connect once with `tlschat tui` to trust it"
         )
     if isinstance(exc, RequestFailed):
-        return f"{exc.code}: {exc.message}"
+        # The code first, for scripts; then the sentence, for people (one place: errors_text).
+        return f"{exc.code}: {explain_failure(exc)}"
     if isinstance(exc, ConnectionClosed):
         return f"connection to {host}:{port} closed: {exc}"
     if isinstance(exc, OSError):  # refused, unreachable, unknown host, TLS errors, timeouts

@@ -26,6 +26,7 @@ from tlschat.client.attachments import human_size
 from tlschat.protocol import FileMeta
 from tlschat.protocol import Message as ChatMessage
 from tlschat.tui import images
+from tlschat.tui.state import mention_pattern
 from tlschat.tui.widgets import attachments
 
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -88,6 +89,8 @@ class MessageLog(ScrollView, can_focus=True):
         "message-log--notice",
         "message-log--file",
         "message-log--button",
+        "message-log--mention",
+        "message-log--action",
     }
 
     DEFAULT_CSS = """
@@ -104,6 +107,8 @@ class MessageLog(ScrollView, can_focus=True):
     MessageLog > .message-log--notice { color: $text-muted; text-style: italic; }
     MessageLog > .message-log--file { color: $text-muted; background: $boost; }
     MessageLog > .message-log--button { color: $text; background: $primary-muted; text-style: bold; }
+    MessageLog > .message-log--mention { color: $text-warning; background: $warning-muted; text-style: bold; }
+    MessageLog > .message-log--action { text-style: italic; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -156,6 +161,18 @@ class MessageLog(ScrollView, can_focus=True):
         def control(self) -> MessageLog:
             return self.log
 
+    class UnseenChanged(Message):
+        """How many messages arrived below the view while the user was scrolled up (0: none)."""
+
+        def __init__(self, log: MessageLog, count: int) -> None:
+            super().__init__()
+            self.log = log
+            self.count = count
+
+        @property
+        def control(self) -> MessageLog:
+            return self.log
+
     def __init__(
         self,
         address: str,
@@ -195,6 +212,8 @@ class MessageLog(ScrollView, can_focus=True):
         """At most DECODES_AT_ONCE pictures decoded at once (worker threads share 2 cores)."""
         self._files: dict[str, attachments.FileState] = {}
         """Files shown, by id: whether their bytes are here, and their decoded pictures."""
+        self.unseen = 0
+        """Messages of others that arrived below the view while scrolled up."""
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -219,11 +238,21 @@ class MessageLog(ScrollView, can_focus=True):
         if not fresh:
             return 0
         view = self._view()
+        newest = self._max_id
         for message in fresh:
             self._ids.add(message.id)
             self._insert(self._entry_for(message))
         self._relayout(view)
+        at_bottom = view[0]
+        below = [m for m in fresh if m.id > newest and m.from_.casefold() != self.me.casefold()]
+        if below and not at_bottom and self._lines and self.max_scroll_y > 0:
+            self._set_unseen(self.unseen + len(below))
         return len(fresh)
+
+    def _set_unseen(self, count: int) -> None:
+        if count != self.unseen:
+            self.unseen = count
+            self.post_message(self.UnseenChanged(self, count))
 
     def add_notice(self, text: str, ts: str | None = None) -> None:
         """A line from the client itself (joins, declines, errors), after everything shown."""
@@ -475,9 +504,22 @@ class MessageLog(ScrollView, can_focus=True):
             mark.stylize(self._style("message-log--mark"))
             component = "message-log--own" if entry.own else "message-log--nick"
             body = Text(overflow="fold")
-            body.append(entry.nick, style=self._style(component))
-            body.append(": ")
-            body.append(entry.text)  # literally: Text.append never parses markup
+            text = entry.text
+            if text.startswith("/me "):  # an action: `* bob waves`
+                body.append("* ", style=self._style("message-log--action"))
+                body.append(entry.nick, style=self._style(component))
+                text = text[3:]
+                start = len(body)
+                body.append(text, style=self._style("message-log--action"))
+            else:
+                body.append(entry.nick, style=self._style(component))
+                body.append(": ")
+                start = len(body)
+                body.append(text)  # literally: Text.append never parses markup
+            if not entry.own and self.me:
+                mention = self._style("message-log--mention")
+                for match in mention_pattern(self.me).finditer(text):
+                    body.stylize(mention, start + match.start(), start + match.end())
         grid.add_row(time, mark, body)
         options = console.options.update(width=width, min_width=width, max_width=width, height=None)
         lines = console.render_lines(grid, options, pad=True)
@@ -592,6 +634,8 @@ class MessageLog(ScrollView, can_focus=True):
             self._check_top()
         if round(old_value) != round(new_value):
             self._want_visible_files()
+        if self.unseen and round(new_value) >= self.max_scroll_y:
+            self._set_unseen(0)
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         # Already at the top, the scroll position does not change: ask here.
