@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -18,6 +19,7 @@ from tlschat.client.cache import FileCache
 from tlschat.tui.images import Terminal
 from tlschat.tui.screens.dialogs import ConfirmDialog
 from tlschat.tui.screens.files import FilePicker, PictureView, PictureViewer, SaveDialog
+from tlschat.tui.widgets.composer import Composer
 from tlschat.tui.widgets.message_log import MessageLog
 from tlschat.tui.widgets.upload_bar import UploadBar
 
@@ -54,7 +56,7 @@ async def team_log(pilot: Pilot[Any]) -> MessageLog:
 
 
 async def type_line(pilot: Pilot[Any], text: str) -> None:
-    composer = pilot.app.screen.query_one("#composer", Input)
+    composer = pilot.app.screen.query_one("#composer", Composer)
     composer.focus()
     composer.value = text
     await pilot.press("enter")
@@ -246,9 +248,30 @@ async def test_a_pasted_path_offers_to_send_the_file(tmp_path: Path) -> None:
 
         await screen_shown(pilot, ConfirmDialog, "#confirm-no")
         await pilot.click("#confirm-no")
-        composer = pilot.app.screen.query_one("#composer", Input)
+        composer = pilot.app.screen.query_one("#composer", Composer)
         await wait_for(pilot, lambda: composer.value == str(picture), "the text back")
+        assert composer.cursor_location == composer.document.end  # to go on typing
+        assert composer.has_focus
         assert len(client.calls_to("upload_file")) == 1
+
+
+async def test_a_path_pasted_into_the_multi_line_composer_offers_to_send(tmp_path: Path) -> None:
+    """A bracketed paste (a file dropped on the terminal) lands in the TextArea composer as
+    typed text; Enter then offers to send the file, as for a typed path."""
+    client = team()
+    picture = tmp_path / "dropped.png"
+    picture.write_bytes(png())
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        await team_log(pilot)
+        composer = pilot.app.screen.query_one("#composer", Composer)
+        composer.focus()
+        pilot.app.post_message(events.Paste(f"{picture} "))  # some terminals add a space
+        await wait_for(pilot, lambda: composer.text.strip() == str(picture), "pasted")
+        await pilot.press("enter")
+        await screen_shown(pilot, ConfirmDialog, "#confirm-yes")
+        await pilot.click("#confirm-yes")
+        await wait_for(pilot, lambda: client.calls_to("send_message"), "sent")
+        assert client.calls_to("upload_file")[0][1] == "dropped.png"
 
 
 async def test_too_large_is_said_before_any_byte_goes_out(tmp_path: Path) -> None:

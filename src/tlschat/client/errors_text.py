@@ -63,7 +63,7 @@ def explain(
         "auth_required": "This nick is registered (or the server admits no guests): "
         "enter its password.",
         "auth_failed": "Wrong password for this nick.",
-        "banned": "This nick is banned from the server.",
+        "banned": "An administrator has barred this nick from the server.",
         "registration_closed": "The server does not take new accounts: ask an administrator "
         "for one.",
         "version_unsupported": "The server does not speak this version of the protocol.",

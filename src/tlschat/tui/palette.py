@@ -52,6 +52,13 @@ class ChatCommands(Provider):
             found.append((f"Invite to #{room}…", screen.action_invite, "ctrl+t"))
             found.append((f"Leave #{room}", screen.action_leave, "/leave"))
         if screen.current_address is not None:
+            found.append(
+                (
+                    f"Send a file to {screen.current_address}…",
+                    screen.action_pick_file,
+                    "a picture shows inline (ctrl+u, /image, /file)",
+                )
+            )
             found.append((f"Close {screen.current_address}", screen.action_close_pane, "alt+w"))
         for user in state.sorted_users():
             status = "online" if user.online else "offline"

@@ -218,7 +218,7 @@ class PictureViewer(ModalScreen[None]):
     DEFAULT_CSS = """
     PictureViewer { align: center middle; }
     #viewer-box { width: 100%; height: 100%; background: $surface; border: thick $primary; }
-    #viewer-title { height: 1; width: 100%; color: $text-muted; padding: 0 1; }
+    #viewer-title { height: auto; max-height: 2; width: 100%; color: $text-muted; padding: 0 1; }
     """
 
     def __init__(self, meta: FileMeta, body: Widget, on_save: Callable[[FileMeta], object]) -> None:

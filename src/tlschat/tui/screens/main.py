@@ -423,15 +423,8 @@ class MainScreen(FileActions):
         def answered(send: bool | None) -> None:
             if send:
                 self.chat.request_upload(address, path)
-            else:  # back in the input line, to edit or send as text
-                self.composer.value = text
-                # The cursor after it: `action_end` on an Input, `action_cursor_line_end` on
-                # a TextArea (the composer may be either).
-                end = getattr(self.composer, "action_end", None) or getattr(
-                    self.composer, "action_cursor_line_end", None
-                )
-                if end is not None:
-                    end()
+            else:  # back in the input box, to edit or send as text
+                self.composer.value = text  # puts the cursor at its end
                 self.composer.focus()
 
         question = f"Send the file {path} to {address}?"

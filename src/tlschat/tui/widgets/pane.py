@@ -86,7 +86,6 @@ class ConversationPane(TabPane):
             with Vertical(classes="log-column"):
                 yield self.log_view
                 yield self.new_below
-            # The image viewer (a later issue) docks here, beside or over the log.
             if self.member_list is not None:
                 yield self.member_list
 
