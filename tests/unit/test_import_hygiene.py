@@ -13,6 +13,7 @@ import pytest
     [
         "tlschat.protocol, tlschat.client, tlschat.server",
         "tlschat.client.connection, tlschat.client.headless, tlschat.client.known_hosts",
+        "tlschat.client.cache, tlschat.client.attachments",
         "tlschat.server.daemon",
         "tlschat.cli",
     ],
