@@ -36,6 +36,8 @@ log = logging.getLogger("tlschat.server")
 TLS_READ_BUFFER = 16 * 1024
 
 FLUSH_INTERVAL = 2.0
+CLOSE_WAIT = 3.5
+"""Seconds shutdown waits for connections to take their `bye` (a session's own close is 3 s)."""
 REFUSAL_LOG_INTERVAL = 10.0
 HOUSEKEEPING_INTERVAL = 3600.0
 
@@ -64,11 +66,9 @@ class ChatServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._sessions: set[Session] = set()
         self._per_ip: Counter[str] = Counter()
-        self._handshaking: dict[asyncio.Task[None], Callable[[], None]] = {}
-        """Connections in their TLS handshake, oldest first, each with how to drop it."""
-        self._awaiting_hello: dict[asyncio.Task[None], Callable[[], None]] = {}
-        """Connections past the handshake, not logged in yet, oldest first."""
-        self._waiting_per_ip: Counter[str] = Counter()
+        self._waiting: dict[str, dict[asyncio.Task[None], Callable[[], None]]] = {}
+        """Connections not logged in yet, by address, oldest first, each with how to drop it."""
+        self._waiting_count = 0
         self._evicted = 0
         self._refused = 0
         self._refused_logged_at = float("-inf")
@@ -178,23 +178,33 @@ class ChatServer:
             return "max_conns"
         if self._per_ip[ip] >= cfg.max_per_ip:
             return "max_per_ip"
-        if self._waiting_per_ip[ip] >= cfg.max_unauth_per_ip:
+        if len(self._waiting.get(ip, ())) >= cfg.max_unauth_per_ip:
             return "max_unauth_per_ip"
         return None
 
     def _make_room_to_wait(self) -> None:
         """All `max_unauth` places for connections not yet logged in are taken: the one that has
         waited longest goes (PROTOCOL.md), so a flood of silent connections from many addresses
-        slows a prompt client down but never shuts it out. Connections still in their TLS
-        handshake go first: a client that has finished its handshake is already more prompt
-        than any of them (a flood that re-opens its sockets would otherwise always be younger
-        than the client whose login it is pushing out)."""
-        while len(self._handshaking) + len(self._awaiting_hello) >= self.config.max_unauth:
-            queue = self._handshaking or self._awaiting_hello
-            oldest = next(iter(queue))
-            queue.pop(oldest)()
+        slows a prompt client down but never shuts it out. It is taken from the address that
+        holds the most places: a flood that keeps re-opening its sockets is always younger than
+        a client in the middle of its login, so age alone would push that client out."""
+        while self._waiting_count >= self.config.max_unauth:
+            ip = max(self._waiting, key=lambda address: len(self._waiting[address]))
+            oldest = next(iter(self._waiting[ip]))
+            drop = self._forget_waiting(ip, oldest)
+            if drop is not None:
+                drop()
             self._evicted += 1
-            self._log_refusal("many addresses", "max_unauth: closed the longest-waiting one")
+            self._log_refusal(ip, "max_unauth: closed the longest-waiting connection")
+
+    def _forget_waiting(self, ip: str, task: asyncio.Task[None]) -> Callable[[], None] | None:
+        queue = self._waiting.get(ip)
+        drop = queue.pop(task, None) if queue is not None else None
+        if drop is not None:
+            self._waiting_count -= 1
+            if not queue:
+                del self._waiting[ip]
+        return drop
 
     def _log_refusal(self, ip: str, why: str) -> None:
         """One warning per REFUSAL_LOG_INTERVAL, with a count: a flood must not flood the log."""
@@ -222,30 +232,22 @@ class ChatServer:
         self._make_room_to_wait()
         self._connections.add(task)
         self._per_ip[ip] += 1
-        self._waiting_per_ip[ip] += 1
-        waiting = True
         raw = writer.transport
         session: Session | None = None
-        evicted = False
 
         def drop() -> None:
             """Evict: a session is aborted; a handshake in progress is cancelled (so asyncio's
             start_tls cleans up after itself rather than finding its transport gone)."""
-            nonlocal evicted
-            evicted = True
-            if session is not None:
-                session.abort("evicted")
-            else:
+            if session is None:
                 task.cancel()
+            elif not session.closing:  # a closing one is flushing its last frames (`bye`)
+                session.abort("evicted")
 
-        self._handshaking[task] = drop
+        self._waiting.setdefault(ip, {})[task] = drop
+        self._waiting_count += 1
 
         def logged_in() -> None:
-            nonlocal waiting
-            if waiting:
-                waiting = False
-                self._awaiting_hello.pop(task, None)
-                self._stop_waiting(ip)
+            self._forget_waiting(ip, task)
 
         try:
             assert self.ssl_context is not None
@@ -259,9 +261,6 @@ class ChatServer:
                 log.debug("TLS handshake with %s failed: %s", ip, exc)
                 (writer.transport or raw).abort()
                 return
-            # Past the handshake: now among those waiting for their `hello`.
-            if task in self._handshaking:
-                self._awaiting_hello[task] = self._handshaking.pop(task)
             ssl_object = writer.get_extra_info("ssl_object")
             if ssl_object is None or ssl_object.selected_alpn_protocol() != ALPN:
                 # Not a tlschat client (PROTOCOL.md "Transport": ALPN tlschat/1 or nothing).
@@ -284,8 +283,9 @@ class ChatServer:
             self._sessions.add(session)
             await session.run()
         except asyncio.CancelledError:
-            if not evicted:  # an evicted connection's task ends quietly; shutdown's does not
-                raise
+            # Only we cancel these tasks (eviction, shutdown). Ending quietly matters: asyncio
+            # reports a cancelled connection callback as an error, one log line per connection.
+            pass
         finally:
             if session is not None:
                 self._sessions.discard(session)
@@ -293,15 +293,7 @@ class ChatServer:
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
-            if waiting:
-                self._handshaking.pop(task, None)
-                self._awaiting_hello.pop(task, None)
-                self._stop_waiting(ip)
-
-    def _stop_waiting(self, ip: str) -> None:
-        self._waiting_per_ip[ip] -= 1
-        if self._waiting_per_ip[ip] <= 0:
-            del self._waiting_per_ip[ip]
+            self._forget_waiting(ip, task)
 
     # --- stop ----------------------------------------------------------------------------------
 
@@ -316,15 +308,21 @@ class ChatServer:
             task.cancel()
         if self.rules is not None:
             self.rules.close()
+        # Every client past its handshake gets `bye` and a bounded while to take it; those still
+        # in their TLS handshake are dropped at once: SIGTERM always ends within 5 s.
         bye = Bye(reason=reason)
         for session in list(self._sessions):
             session.shutdown(bye, "shutdown")
+        waiting, self._waiting, self._waiting_count = self._waiting, {}, 0
+        for queue in waiting.values():
+            for drop in queue.values():
+                drop()
         if self._connections:
-            _, pending = await asyncio.wait(set(self._connections), timeout=5)
+            _, pending = await asyncio.wait(set(self._connections), timeout=CLOSE_WAIT)
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending, timeout=2)
+                await asyncio.wait(pending, timeout=0.5)
         try:
             if self.files is not None:
                 await self.files.close()
