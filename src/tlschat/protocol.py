@@ -237,7 +237,15 @@ class Create(Request):
     type: Literal["create"] = "create"
     room: str
     public: bool = False
+    topic: str = ""
     invite: tuple[str, ...] = ()
+
+    @field_validator("topic")
+    @classmethod
+    def _no_controls(cls, topic: str) -> str:
+        if has_forbidden_controls(topic):
+            raise ValueError("topic holds control characters")
+        return topic
 
 
 class Invite(Request):
@@ -268,6 +276,43 @@ class Leave(Request):
 
 class RoomsRequest(Request):
     type: Literal["rooms"] = "rooms"
+
+
+class TopicRequest(Request):
+    type: Literal["topic"] = "topic"
+    room: str
+    topic: str
+
+    @field_validator("topic")
+    @classmethod
+    def _no_controls(cls, topic: str) -> str:
+        if has_forbidden_controls(topic):
+            raise ValueError("topic holds control characters")
+        return topic
+
+
+class Kick(Request):
+    type: Literal["kick"] = "kick"
+    room: str
+    nick: str
+    reason: str | None = None
+
+
+class Ban(Request):
+    type: Literal["ban"] = "ban"
+    nick: str
+    reason: str | None = None
+
+
+class Unban(Request):
+    type: Literal["unban"] = "unban"
+    nick: str
+
+
+class Register(Request):
+    type: Literal["register"] = "register"
+    nick: str
+    password: str
 
 
 class UsersRequest(Request):
@@ -309,7 +354,12 @@ ClientFrame: TypeAlias = Annotated[
     | UsersRequest
     | Upload
     | Chunk
-    | Download,
+    | Download
+    | TopicRequest
+    | Kick
+    | Ban
+    | Unban
+    | Register,
     Field(discriminator="type"),
 ]
 
@@ -338,11 +388,14 @@ class RoomInfo(Frame):
     room: str
     members: tuple[str, ...]
     public: bool = False
+    owner: str | None = None
+    topic: str = ""
 
 
 class PublicRoomInfo(Frame):
     room: str
     members: int
+    topic: str = ""
 
 
 class InviteInfo(Frame):
@@ -371,6 +424,7 @@ class Welcome(Reply):
     public_rooms: tuple[PublicRoomInfo, ...] = ()
     invites: tuple[InviteInfo, ...] = ()
     last_id: NonNegative = 0
+    admin: bool = False
 
 
 class Error(Reply):
@@ -420,6 +474,8 @@ class Joined(Reply):
     room: str
     members: tuple[str, ...]
     public: bool = False
+    owner: str | None = None
+    topic: str = ""
 
 
 class Invited(Reply):
@@ -433,6 +489,7 @@ class Members(Reply):
     type: Literal["members"] = "members"
     room: str
     members: tuple[str, ...]
+    owner: str | None = None
 
 
 class Declined(Reply):
@@ -448,11 +505,22 @@ class RoomEvent(Reply):
     room: str
     public: bool = True
     members: int
+    topic: str = ""
 
 
 class Left(Reply):
     type: Literal["left"] = "left"
     room: str
+    by: str | None = None
+    """Set when the user was kicked: who removed it."""
+    reason: str | None = None
+
+
+class TopicEvent(Reply):
+    type: Literal["topic"] = "topic"
+    room: str
+    topic: str
+    by: str
 
 
 class Rooms(Reply):
@@ -505,6 +573,7 @@ ServerFrame: TypeAlias = Annotated[
     | Declined
     | RoomEvent
     | Left
+    | TopicEvent
     | Rooms
     | Users
     | UploadReady

@@ -97,6 +97,7 @@ class ChatServer:
         await self._load_rooms()
         self.files = FileStore(cfg, self.data_dir, self.store)
         self.rules = Rules(Context(cfg, self.store, self.hub, self.registry, self.files, last_id))
+        await self.rules.load()
         try:
             self._listener = await asyncio.start_server(
                 self._accept, cfg.host, cfg.port, backlog=min(cfg.max_conns, 4096)
@@ -123,7 +124,7 @@ class ChatServer:
                 # Only guests were in it when the daemon stopped: their memberships ended.
                 await self.store.delete_room(stored.room_key)
                 continue
-            room = Room(name=stored.name, public=stored.public)
+            room = Room(name=stored.name, public=stored.public, topic=stored.topic)
             for member in stored.members:
                 room.members[member.nick_key] = member.nick
                 room.joined_after[member.nick_key] = member.joined_after

@@ -118,6 +118,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX messages_file ON messages(file_id) WHERE file_id IS NOT NULL;
     CREATE INDEX files_sha256 ON files(sha256);
     """,
+    # 4: room topics and bans (PROTOCOL.md "Groups" topic, "Administration" ban). A room's
+    # owner is not stored: it is the member who joined earliest (members.seq).
+    """
+    ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+    CREATE TABLE bans (
+        nick_key TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -395,8 +405,10 @@ class SqliteStore:
     async def load_rooms(self) -> list[StoredRoom]:
         def read(c: sqlite3.Connection) -> list[StoredRoom]:
             rooms: dict[str, StoredRoom] = {}
-            for key, name, public in c.execute("SELECT room_key, name, public FROM rooms"):
-                rooms[key] = StoredRoom(key, name, bool(public))
+            for key, name, public, topic in c.execute(
+                "SELECT room_key, name, public, topic FROM rooms"
+            ):
+                rooms[key] = StoredRoom(key, name, bool(public), topic=topic)
             for room_key, nick_key, nick, joined_after in c.execute(
                 "SELECT room_key, nick_key, nick, joined_after FROM members ORDER BY seq"
             ):
@@ -412,19 +424,49 @@ class SqliteStore:
         return await self._read(read)
 
     async def create_room(
-        self, room_key: str, name: str, public: bool, creator: StoredMember | None
+        self,
+        room_key: str,
+        name: str,
+        public: bool,
+        creator: StoredMember | None,
+        topic: str = "",
     ) -> None:
         created = time.time()
 
         def write(c: sqlite3.Connection) -> None:
             c.execute(
-                "INSERT OR REPLACE INTO rooms (room_key, name, public, created) VALUES (?, ?, ?, ?)",
-                (room_key, name, int(public), created),
+                "INSERT OR REPLACE INTO rooms (room_key, name, public, created, topic)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (room_key, name, int(public), created, topic),
             )
             if creator is not None:
                 _add_member(c, room_key, creator)
 
         await self._write(write)
+
+    async def set_topic(self, room_key: str, topic: str) -> None:
+        await self._write(
+            lambda c: c.execute("UPDATE rooms SET topic = ? WHERE room_key = ?", (topic, room_key))
+        )
+
+    async def bans(self) -> dict[str, str]:
+        return await self._read(
+            lambda c: dict(c.execute("SELECT nick_key, reason FROM bans").fetchall())
+        )
+
+    async def ban(self, nick_key: str, reason: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO bans (nick_key, reason, created) VALUES (?, ?, ?)",
+                (nick_key, reason, time.time()),
+            )
+        )
+
+    async def unban(self, nick_key: str) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            return c.execute("DELETE FROM bans WHERE nick_key = ?", (nick_key,)).rowcount > 0
+
+        return await self._write(write)
 
     async def delete_room(self, room_key: str) -> None:
         def write(c: sqlite3.Connection) -> None:

@@ -81,6 +81,7 @@ class StoredRoom:
     public: bool
     members: list[StoredMember] = field(default_factory=list)
     invites: list[StoredInvite] = field(default_factory=list)
+    topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,27 @@ class Store(Protocol):
     async def registered_nicks(self, keys: Iterable[str]) -> dict[str, str]: ...
     async def set_last_delivered(self, marks: dict[str, int]) -> None: ...
 
+    # administration (PROTOCOL.md "Administration")
+    async def bans(self) -> dict[str, str]:
+        """nick key -> reason of every banned nick."""
+        ...
+
+    async def ban(self, nick_key: str, reason: str) -> None: ...
+    async def unban(self, nick_key: str) -> bool:
+        """False if the nick was not banned."""
+        ...
+
     # rooms
     async def load_rooms(self) -> list[StoredRoom]: ...
     async def create_room(
-        self, room_key: str, name: str, public: bool, creator: StoredMember | None
+        self,
+        room_key: str,
+        name: str,
+        public: bool,
+        creator: StoredMember | None,
+        topic: str = "",
     ) -> None: ...
+    async def set_topic(self, room_key: str, topic: str) -> None: ...
     async def delete_room(self, room_key: str) -> None:
         """The room, its members, invitations and its whole history."""
         ...

@@ -14,6 +14,7 @@ from tlschat.protocol import (
     Reply,
     RequestError,
     encode,
+    name_key,
     parse_address,
 )
 from tlschat.server.hub import Hub
@@ -33,6 +34,10 @@ class Peer(Protocol):
     """The client certificate's common name under mutual TLS: the only nick allowed."""
     closing: bool
     queue_limit: int
+
+    def shutdown(self, frame: Reply | None = None, reason: str = "closing") -> None:
+        """Send `frame` last, then close."""
+        ...
 
     def send(self, frame: Frame, msg_id: int = 0) -> None: ...
     def deliver(self, data: bytes, msg_id: int = 0) -> None: ...
@@ -86,12 +91,20 @@ class Context:
         self.files = files
         self.last_id = last_id
         """The newest message id stored (a new member's history starts after it)."""
+        self.admins = frozenset(name_key(nick) for nick in config.admin)
+        """Nick keys of the administrators (`--admin`)."""
+        self.bans: dict[str, str] = {}
+        """nick key -> reason of every banned nick; loaded from the store at start."""
         self.limits = Limits(
             max_frame=config.max_frame,
             max_text=config.max_text,
             max_upload=config.max_upload,
             chunk=config.chunk,
         )
+
+    def is_admin(self, user: User) -> bool:
+        """Administrators are registered accounts named by `--admin`."""
+        return user.registered and user.key in self.admins
 
     def deliver(self, frame: Frame, nick_keys: Iterable[str]) -> None:
         """Encode once; queue on every session of these users."""

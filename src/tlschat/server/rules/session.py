@@ -61,6 +61,9 @@ class SessionRules:
                 "a nick is 1-32 of A-Z a-z 0-9 _ - . and starts with a letter, digit or _",
             )
         key = name_key(nick)
+        if key in ctx.bans:
+            log.info("login refused: %s is banned (ip %s)", nick, peer.peer_ip)
+            raise RequestError(ErrorCode.BANNED, f"{nick} is banned: {ctx.bans[key]}")
         if peer.peer_cn is not None and key != name_key(peer.peer_cn):
             raise RequestError(ErrorCode.NICK_INVALID, f"your certificate is for {peer.peer_cn!r}")
         wait = self.throttle.blocked_for(key, peer.peer_ip)
@@ -78,6 +81,7 @@ class SessionRules:
                 )
             if not await self.passwords.verify(account.pw_hash, f.password):
                 self.throttle.failed(key, peer.peer_ip)
+                log.info("login failed: %s from %s: wrong password", account.nick, peer.peer_ip)
                 raise RequestError(ErrorCode.AUTH_FAILED, "wrong password")
             user = User(nick=account.nick, registered=True, last_delivered=account.last_delivered)
         else:
@@ -95,10 +99,16 @@ class SessionRules:
                     raise RequestError(
                         ErrorCode.BAD_REQUEST, "member 'password': must not be empty"
                     )
+                if ctx.config.registration == "closed" and key not in ctx.admins:
+                    log.info("registration refused: %s (ip %s): closed", nick, peer.peer_ip)
+                    raise RequestError(
+                        ErrorCode.REGISTRATION_CLOSED,
+                        "registration is closed: ask an administrator for an account",
+                    )
                 pw_hash = await self.passwords.hash(f.password)
                 if not await ctx.store.create_user(key, nick, pw_hash):
                     raise RequestError(ErrorCode.NICK_TAKEN, f"{nick} was registered just now")
-                log.info("registered %s", nick)
+                log.info("registered %s from %s", nick, peer.peer_ip)
                 user = User(nick=nick, registered=True, last_delivered=ctx.last_id)
         partners = await self._dm_partners(user) if user.registered else {}
         # Awaits above let others in: check again before taking the nick.
@@ -110,6 +120,13 @@ class SessionRules:
         # From attach to the welcome being queued there is no await: no event can overtake it.
         user, first = ctx.hub.attach(user, peer)
         peer.logged_in(user)
+        log.info(
+            "login: %s from %s (%s, %d sessions)",
+            user.nick,
+            peer.peer_ip,
+            "account" if user.registered else "guest",
+            len(user.sessions),
+        )
         peer.deliver(self._welcome(user, partners, f.ref))
         peer.begin_replay()
         last = 0
@@ -147,6 +164,7 @@ class SessionRules:
             public_rooms=tuple(public_info(ctx)),
             invites=tuple(InviteInfo(room=room.name, by=inv.by) for room, inv in invites),
             last_id=ctx.last_id,
+            admin=ctx.is_admin(user),
         )
         return frame_bytes(
             encode_with_online(
@@ -217,7 +235,13 @@ class SessionRules:
         ctx = self.ctx
         ctx.files.session_ended(peer)
         user = peer.user
-        if user is None or not ctx.hub.detach(user, peer):
+        if user is None:
+            return
+        last = ctx.hub.detach(user, peer)
+        log.info(
+            "logout: %s from %s (%d sessions left)", user.nick, peer.peer_ip, len(user.sessions)
+        )
+        if not last:
             return
         if user.registered:
             self._dirty.discard(user.key)
@@ -251,10 +275,17 @@ class SessionRules:
 
 
 def room_info(room: Room) -> RoomInfo:
-    return RoomInfo(room=room.name, members=room.member_names(), public=room.public)
+    return RoomInfo(
+        room=room.name,
+        members=room.member_names(),
+        public=room.public,
+        owner=room.owner,
+        topic=room.topic,
+    )
 
 
 def public_info(ctx: Context) -> list[PublicRoomInfo]:
     return [
-        PublicRoomInfo(room=r.name, members=len(r.members)) for r in ctx.registry.public_rooms()
+        PublicRoomInfo(room=r.name, members=len(r.members), topic=r.topic)
+        for r in ctx.registry.public_rooms()
     ]
