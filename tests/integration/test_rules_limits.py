@@ -377,8 +377,14 @@ async def test_everything_survives_a_restart(
         ({**r, "members": sorted(r["members"])} for r in welcome["rooms"]), key=lambda r: r["room"]
     )
     assert rooms == [
-        {"room": "Den", "members": ["Alice", "bob"], "public": False},
-        {"room": "Pub", "members": ["Alice"], "public": True},
+        {
+            "room": "Den",
+            "members": ["Alice", "bob"],
+            "public": False,
+            "owner": "Alice",
+            "topic": "",
+        },
+        {"room": "Pub", "members": ["Alice"], "public": True, "owner": "Alice", "topic": ""},
     ]
     assert welcome["public_rooms"] == [{"room": "Pub", "members": 1}]
     assert welcome["last_id"] == offline["id"]
