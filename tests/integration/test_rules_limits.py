@@ -386,7 +386,7 @@ async def test_everything_survives_a_restart(
         },
         {"room": "Pub", "members": ["Alice"], "public": True, "owner": "Alice", "topic": ""},
     ]
-    assert welcome["public_rooms"] == [{"room": "Pub", "members": 1}]
+    assert welcome["public_rooms"] == [{"room": "Pub", "members": 1, "topic": ""}]
     assert welcome["last_id"] == offline["id"]
     history = await wire.request({"type": "history", "with": "@bob"})
     assert history["messages"] == [dm, offline]
