@@ -147,6 +147,25 @@ def _limit_options(func: Any) -> Any:
 )
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="log lines as text or JSON",
+)
+@click.option(
+    "--metrics",
+    default=None,
+    metavar="HOST:PORT",
+    help="serve Prometheus metrics (plain HTTP) here",
+)
+@click.option("--admin", multiple=True, metavar="NICK", help="an administrator's nick (repeatable)")
+@click.option(
+    "--registration",
+    type=click.Choice(["open", "closed"]),
+    default=None,
+    help="closed: only administrators create accounts (default open)",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path),
@@ -158,8 +177,9 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     """Run the chat daemon (TLS 1.3; a self-signed certificate is made on first start)."""
     from tlschat.config import ConfigError, build_config, load_env, load_toml
 
-    if not flags.get("name"):
-        flags.pop("name", None)
+    for many in ("name", "admin"):
+        if not flags.get(many):
+            flags.pop(many, None)
     try:
         file_layer = load_toml(config_file) if config_file else {}
         config = build_config(file_layer, load_env(), flags)
