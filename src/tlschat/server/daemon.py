@@ -349,8 +349,6 @@ def listen_port(line: str) -> int | None:
 async def _serve(config: ServerConfig) -> int:
     server = ChatServer(config)
     await server.start()
-    log.info("%s", server.start_line())
-    await server._check_expiry()
     if config.keylog:
         log.warning(
             "!!! --keylog is on: TLS secrets are written to %s; anyone with that file can "
@@ -373,6 +371,9 @@ async def _serve(config: ServerConfig) -> int:
     previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     try:
+        # Once the signals are ours: a supervisor that reads this line may stop us at once.
+        log.info("%s", server.start_line())
+        await server._check_expiry()
         await stop.wait()
     finally:
         for sig, handler in previous.items():
