@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tlschat.protocol import Error, ErrorCode, Frame, ProtocolError, Reply, encode
 from tlschat.sansio import ServerConnection
+from tlschat.server import metrics
 
 if TYPE_CHECKING:
     from tlschat.config import ServerConfig
@@ -65,6 +66,7 @@ class Session:
             idle_timeout=config.idle_timeout,
             now=accepted_at,
             clock=self._loop.time,
+            on_error=metrics.error_sent,
         )
         self.user: User | None = None
         self.closing = False
@@ -139,6 +141,7 @@ class Session:
         self._queued_newest = 0
         try:
             self.transport.write(data)
+            metrics.BYTES_OUT.inc(len(data))
         except (ConnectionError, ssl.SSLError, OSError, RuntimeError) as exc:
             # The stream is broken mid-write: its framing is unknown now, so abort (STYLE.md).
             log.debug("%r write failed: %s", self, exc)
@@ -161,6 +164,7 @@ class Session:
         ref: str | None = None,
         retry_after_ms: int | None = None,
     ) -> None:
+        metrics.error_sent(str(code))
         self.send(Error(code=str(code), message=message, ref=ref, retry_after_ms=retry_after_ms))
 
     async def deliver_paced(self, data: bytes, msg_id: int = 0, *, high: int | None = None) -> None:
@@ -205,6 +209,8 @@ class Session:
         """Drop the connection now, without flushing (slow consumer, broken stream)."""
         if not self.closing:
             log.info("%r dropped: %s", self, reason)
+            if reason == "slow_consumer":
+                metrics.SLOW_CONSUMERS.inc()
         self.closing = True
         self.close_reason = reason
         self._queued.clear()
@@ -264,6 +270,7 @@ class Session:
                 data = await self.reader.read(READ_SIZE)
                 if not data:
                     return
+                metrics.BYTES_IN.inc(len(data))
                 await self._receive(data)
                 if self.conn.decoder.pending_body():
                     self._rearm_if_sooner()

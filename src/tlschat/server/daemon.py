@@ -19,6 +19,7 @@ import platformdirs
 from tlschat import __version__, tls
 from tlschat.config import ConfigError, ServerConfig
 from tlschat.protocol import ALPN, Bye, TlsChatError
+from tlschat.server import metrics
 from tlschat.server.connection import Session
 from tlschat.server.files import FileStore
 from tlschat.server.hub import LocalHub
@@ -54,6 +55,8 @@ class ChatServer:
         self.registry = Registry()
         self.hub = LocalHub()
         self.store = SqliteStore(self.data_dir / "tlschat.db")
+        self.store.observe_commit = metrics.observe_commit
+        self.metrics: metrics.MetricsServer | None = None
         self.rules: Rules | None = None
         self.files: FileStore | None = None
         self.ssl_context: ssl.SSLContext | None = None
@@ -118,6 +121,14 @@ class ChatServer:
                 f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
             ) from None
         self.port = self._listener.sockets[0].getsockname()[1]
+        if cfg.metrics:
+            try:
+                self.metrics = metrics.MetricsServer(metrics.make_registry(self), cfg.metrics)
+                self.metrics.start()
+            except (ValueError, OSError) as exc:
+                self._listener.close()
+                await self.store.close()
+                raise StartupError(f"cannot serve metrics on {cfg.metrics}: {exc}") from None
         # Only once startup can no longer fail: the file service starts its own cleanup tasks.
         self.files.start()
         self._background = [
@@ -125,6 +136,8 @@ class ChatServer:
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.rules.expire_invitations)),
             asyncio.create_task(self._every(EXPIRY_CHECK_INTERVAL, self._check_expiry)),
         ]
+        if self.metrics is not None:
+            self._background.append(asyncio.create_task(metrics.watch_loop_lag()))
 
     def start_line(self) -> str:
         """The one start-up line: version, address, fingerprint, certificate expiry."""
@@ -321,6 +334,8 @@ class ChatServer:
         except Exception:
             log.exception("flushing delivery marks")
         await self.store.close()
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)
         log.info("stopped: storage flushed")
 
 

@@ -179,6 +179,8 @@ class _Writer(threading.Thread):
         self.ready: asyncio.Future[None] = loop.create_future()
         self.batches = 0
         self.writes = 0
+        self.observe: Callable[[float, int], None] | None = None
+        """Called on this thread after each commit with (seconds, writes): metrics."""
 
     def run(self) -> None:
         try:
@@ -217,6 +219,7 @@ class _Writer(threading.Thread):
         self, conn: sqlite3.Connection, batch: list[tuple[Write, asyncio.Future[Any]]]
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for write, future in batch:
@@ -241,6 +244,8 @@ class _Writer(threading.Thread):
             return [(future, None, exc) for _, future in batch]
         self.batches += 1
         self.writes += len(batch)
+        if self.observe is not None:
+            self.observe(time.perf_counter() - started, len(batch))
         return results
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
@@ -284,6 +289,9 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[tuple[Write, asyncio.Future[Any]]] = []
         """Writes of this loop turn, handed to the writer together at its end (one wake-up)."""
+        self.observe_commit: Callable[[float, int], None] | None = None
+        """Set before `open()`: called on the writer thread after each commit with (seconds,
+        writes in the batch), for metrics."""
 
     async def open(self) -> None:
         """Open (creating) the database and bring its schema up to date.
@@ -292,6 +300,7 @@ class SqliteStore:
         """
         self._loop = asyncio.get_running_loop()
         writer = _Writer(self.path, self._loop)
+        writer.observe = self.observe_commit
         writer.start()
         await writer.ready
         self._writer = writer

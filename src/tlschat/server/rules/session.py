@@ -26,6 +26,7 @@ from tlschat.protocol import (
     is_valid_name,
     name_key,
 )
+from tlschat.server import metrics
 from tlschat.server.auth import LoginThrottle, Passwords
 from tlschat.server.fit import encode_with_online, fit_users, fit_welcome
 from tlschat.server.registry import Room, User
@@ -82,6 +83,7 @@ class SessionRules:
             if not await self.passwords.verify(account.pw_hash, f.password):
                 self.throttle.failed(key, peer.peer_ip)
                 log.info("login failed: %s from %s: wrong password", account.nick, peer.peer_ip)
+                metrics.LOGIN_FAILURES.inc()
                 raise RequestError(ErrorCode.AUTH_FAILED, "wrong password")
             user = User(nick=account.nick, registered=True, last_delivered=account.last_delivered)
         else:
@@ -120,6 +122,7 @@ class SessionRules:
         # From attach to the welcome being queued there is no await: no event can overtake it.
         user, first = ctx.hub.attach(user, peer)
         peer.logged_in(user)
+        metrics.LOGINS.inc()
         log.info(
             "login: %s from %s (%s, %d sessions)",
             user.nick,
