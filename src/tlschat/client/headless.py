@@ -1,16 +1,19 @@
-"""`tlschat send` and `tlschat tail`: the client library without a UI; never asks about trust."""
+"""`tlschat send`, `tail`, `admin`, `trust`, `forget`: the client library without a UI; never
+asks about trust. Exit codes (PRODUCT.md "Command line"): 0 ok, 2 usage, 3 authentication,
+4 TLS trust, 5 connection, 6 refused by the server."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import ssl
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from tlschat import __version__
+from tlschat import __version__, tls
 from tlschat.client.connection import (
     ChatClient,
     ConnectionState,
@@ -19,11 +22,14 @@ from tlschat.client.connection import (
     TrustError,
     describe,
 )
+from tlschat.client.known_hosts import KnownHosts, normalize_fingerprint
 from tlschat.protocol import (
     ConnectionClosed,
     Message,
+    Request,
     RequestFailed,
     TlsChatError,
+    Users,
     encode_payload,
     has_forbidden_controls,
     name_key,
@@ -31,8 +37,36 @@ from tlschat.protocol import (
 )
 
 EXIT_OK = 0
-EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_TRUST = 4
+EXIT_CONNECTION = 5
+EXIT_REFUSED = 6
 EXIT_INTERRUPTED = 130
+
+AUTH_CODES = frozenset(
+    {
+        "auth_failed",
+        "auth_required",
+        "banned",
+        "nick_taken",
+        "nick_invalid",
+        "registration_closed",
+        "version_unsupported",
+    }
+)
+"""Error codes of a refused `hello`: exit 3 (authentication)."""
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code for a failure."""
+    if isinstance(exc, TrustError | ssl.SSLCertVerificationError):
+        return EXIT_TRUST
+    if isinstance(exc, RequestFailed):
+        return EXIT_AUTH if exc.code in AUTH_CODES else EXIT_REFUSED
+    if isinstance(exc, ConnectionClosed | OSError | TimeoutError):
+        return EXIT_CONNECTION
+    return EXIT_REFUSED
 
 
 def _say(text: str) -> None:
@@ -100,10 +134,10 @@ def run_send(
         parse_address(to)
     except ValueError as exc:
         _say(f"--to: {exc}")
-        return EXIT_FAILED
+        return EXIT_USAGE
     if has_forbidden_controls(text):
         _say("the text holds control characters, which tlschat refuses")
-        return EXIT_FAILED
+        return EXIT_USAGE
     try:
         return asyncio.run(_send(host, port, nick, to, text, cafile, password))
     except KeyboardInterrupt:
@@ -119,7 +153,7 @@ async def _send(
         await client.send_message(to, text)
     except Exception as exc:
         _say(_failure(exc, host, port))
-        return EXIT_FAILED
+        return exit_code(exc)
     finally:
         await client.close()
     return EXIT_OK
@@ -145,7 +179,7 @@ def run_tail(
             parse_address(with_)
         except ValueError as exc:
             _say(f"--with: {exc}")
-            return EXIT_FAILED
+            return EXIT_USAGE
     try:
         return asyncio.run(_tail(host, port, nick, as_json, with_, cafile, password))
     except KeyboardInterrupt:
@@ -178,7 +212,7 @@ async def _tail(
             await client.connect()
         except Exception as exc:
             _say(_failure(exc, host, port))
-            return EXIT_FAILED
+            return exit_code(exc)
         reconnecting = False
         async for event in client.events():
             if isinstance(event, Message):
@@ -194,8 +228,8 @@ async def _tail(
                     reconnecting = False
                 elif event.state is ConnectionState.CLOSED:
                     _say(event.detail or "connection closed")
-                    return EXIT_FAILED
-        return EXIT_FAILED  # events() only ends with CLOSED, reported above
+                    return EXIT_CONNECTION
+        return EXIT_CONNECTION  # events() only ends with CLOSED, reported above
     finally:
         await client.close()
 
@@ -237,3 +271,119 @@ def print_message(message: Message, *, as_json: bool, out: TextIO) -> None:
         text = format_message(message)
     out.write(text + "\n")
     out.flush()
+
+
+# --- admin --------------------------------------------------------------------------------------
+
+
+def run_admin(
+    host: str,
+    port: int,
+    nick: str,
+    *,
+    frame: Request,
+    cafile: Path | None,
+    password: str | None,
+    out: TextIO | None = None,
+) -> int:
+    """Log in as an administrator, make one request, print its result; exit code."""
+    _quiet_asyncio()
+    try:
+        return asyncio.run(_admin(host, port, nick, frame, cafile, password, out or sys.stdout))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+async def _admin(
+    host: str,
+    port: int,
+    nick: str,
+    frame: Request,
+    cafile: Path | None,
+    password: str | None,
+    out: TextIO,
+) -> int:
+    client = _client(host, port, nick, cafile=cafile, password=password, reconnect=False)
+    try:
+        welcome = await client.connect()
+        if not welcome.admin:
+            _say(f"{welcome.nick} is not an administrator of {host}:{port}")
+            return EXIT_REFUSED
+        reply = await client.request(frame)
+    except Exception as exc:
+        _say(_failure(exc, host, port))
+        return exit_code(exc)
+    finally:
+        await client.close()
+    if isinstance(reply, Users):
+        for user in reply.users:
+            out.write(f"{user.nick}\t{'online' if user.online else 'offline'}\n")
+    else:
+        out.write("ok\n")
+    out.flush()
+    return EXIT_OK
+
+
+# --- known hosts --------------------------------------------------------------------------------
+
+
+async def server_fingerprint(host: str, port: int, seconds: float = 10.0) -> str:
+    """The SHA-256 fingerprint of the certificate `host:port` presents (nothing verified: the
+    caller compares it, as trust on first use does)."""
+    ctx = tls.client_context(verify=False)
+    async with asyncio.timeout(seconds):
+        _, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            raise ConnectionClosed("the server presented no certificate")
+        return tls.fingerprint(der)
+    finally:
+        writer.transport.abort()
+
+
+def run_trust(
+    host: str, port: int, *, fingerprint: str | None, known_hosts: Path | None = None
+) -> int:
+    """Pin the certificate `host:port` presents now (only if it is `fingerprint`, when given)."""
+    _quiet_asyncio()
+    store = KnownHosts(known_hosts)
+    wanted = None
+    if fingerprint is not None:
+        wanted = normalize_fingerprint(fingerprint)
+        if wanted is None:
+            _say(f"--fingerprint: not a SHA-256 fingerprint: {fingerprint!r}")
+            return EXIT_USAGE
+    try:
+        seen = asyncio.run(server_fingerprint(host, port))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        _say(_failure(exc, host, port))
+        return exit_code(exc)
+    if wanted is not None and seen != wanted:
+        _say(f"{host}:{port} presents fingerprint {seen}, not {wanted}: not trusted")
+        return EXIT_TRUST
+    try:
+        old = store.lookup(host, port)
+        store.add(host, port, seen)
+    except OSError as exc:
+        _say(f"cannot update {store.path}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    if old is not None and old != seen:
+        print(f"{host}:{port} was pinned to {old}; now trusted: {seen}")
+    else:
+        print(f"{host}:{port} trusted: {seen}")
+    return EXIT_OK
+
+
+def run_forget(host: str, port: int, *, known_hosts: Path | None = None) -> int:
+    store = KnownHosts(known_hosts)
+    try:
+        removed = store.remove(host, port)
+    except OSError as exc:
+        _say(f"cannot update {store.path}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    print(f"{host}:{port} forgotten" if removed else f"{host}:{port} was not in {store.path}")
+    return EXIT_OK
