@@ -208,3 +208,23 @@ async def test_certificate_near_expiry_is_warned_about_at_start(
         code, _ = daemon.stop()
     assert code == 0
     await asyncio.sleep(0)
+
+
+async def test_readiness_is_told_to_systemd(tmp_path: Path) -> None:
+    import socket
+
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(20)
+    data = tmp_path / "d"
+    daemon = Daemon(["--data-dir", str(data)], env={"NOTIFY_SOCKET": str(path)})
+    try:
+        daemon.started()
+        assert await asyncio.to_thread(sock.recv, 100) == b"READY=1"
+    finally:
+        code, _ = daemon.stop()
+        stopping = await asyncio.to_thread(sock.recv, 100)
+        sock.close()
+    assert code == 0
+    assert stopping == b"STOPPING=1"

@@ -342,6 +342,26 @@ class ChatServer:
 # --- the command ------------------------------------------------------------------------------
 
 
+def sd_notify(state: str) -> bool:
+    """Tell systemd (`Type=notify`) how we are: `READY=1`, `STOPPING=1`. No-op elsewhere."""
+    import os
+    import socket
+
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd: %s", exc)
+        return False
+    return True
+
+
 def _expiry(cert: Path) -> datetime.datetime | None:
     from tlschat import certs
 
@@ -389,11 +409,13 @@ async def _serve(config: ServerConfig) -> int:
         # Once the signals are ours: a supervisor that reads this line may stop us at once.
         log.info("%s", server.start_line())
         await server._check_expiry()
+        sd_notify("READY=1")
         await stop.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("shutting down: bye to %d sessions", len(server._sessions))
+        sd_notify("STOPPING=1")
         await server.close()
     return 0
 
