@@ -171,6 +171,10 @@ def utc_timestamp(moment: datetime | None = None) -> str:
 Ref = Annotated[str, Field(max_length=MAX_REF)]
 PositiveId = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
+MAX_ID = 2**53 - 1
+"""PROTOCOL.md "Names and addresses": ids fit a double, so every JSON library reads them exactly."""
+RequestId = Annotated[int, Field(ge=0, le=MAX_ID)]
+"""An id a client names (`last_seen`, `before`...): 0 means none; anything else is bad_request."""
 
 
 class Frame(BaseModel):
@@ -201,7 +205,7 @@ class Hello(Request):
     nick: str
     password: str | None = None
     client: str | None = None
-    last_seen: NonNegative | None = None
+    last_seen: RequestId | None = None
 
 
 class Ping(Request):
@@ -229,7 +233,8 @@ class Send(Request):
 class HistoryRequest(Request):
     type: Literal["history"] = "history"
     with_: str = Field(alias="with")
-    before: PositiveId | None = None
+    before: RequestId | None = None
+    """0 finds nothing (PROTOCOL.md)."""
     limit: Annotated[int, Field(ge=1, le=HISTORY_MAX_LIMIT)] = HISTORY_DEFAULT_LIMIT
 
 

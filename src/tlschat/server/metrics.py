@@ -125,7 +125,7 @@ class ServerCollector(Collector):
         )
         total = len(server._connections)
         sessions = len(server._sessions)
-        unauth = max(0, server._unauthenticated)
+        unauth = len(server._waiting)
         logged_in = max(0, total - unauth)
         connections.add_metric(["handshake"], max(0, total - sessions))
         connections.add_metric(["not_logged_in"], max(0, unauth - max(0, total - sessions)))

@@ -33,7 +33,7 @@ from tlschat.protocol import (
 from tlschat.server.coalesce import Coalescer
 from tlschat.server.fit import fit_rooms
 from tlschat.server.registry import Invitation, Room, User
-from tlschat.server.rules.base import Context, Peer, logged_in_user
+from tlschat.server.rules.base import Context, Peer, logged_in_user, room_seen_by
 from tlschat.server.rules.session import public_info, room_info
 from tlschat.server.store import StoredInvite, StoredMember
 
@@ -71,27 +71,6 @@ class GroupRules:
         self._room_news = Coalescer(ANNOUNCE_WINDOW)
 
     # --- checks ------------------------------------------------------------------------------
-
-    def _visible_room(self, name: str, user: User) -> Room:
-        """The room, or `no_such_room` if it does not exist or is private and `user` is neither
-        in it, invited to it, nor an administrator (private rooms are invisible to outsiders)."""
-        room = self._room_or_fail(name)
-        if (
-            not room.public
-            and not room.is_member(user.key)
-            and user.key not in room.invites
-            and not self.ctx.is_admin(user)
-        ):
-            raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name}")
-        return room
-
-    def _room_or_fail(self, name: str) -> Room:
-        if not is_valid_name(name):
-            raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name[:40]}")
-        room = self.ctx.registry.room(name)
-        if room is None:
-            raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name}")
-        return room
 
     def _check_room_limit(self, user: User) -> None:
         limit = self.ctx.config.max_rooms_per_user
@@ -165,7 +144,7 @@ class GroupRules:
 
     async def invite(self, peer: Peer, f: Invite) -> None:
         user = logged_in_user(peer)
-        room = self._room_or_fail(f.room)
+        room = room_seen_by(self.ctx, user, f.room)
         if not room.is_member(user.key):
             raise RequestError(ErrorCode.NOT_MEMBER, f"only members of {room.name} may invite")
         nick, registered = await self._invitee(f.nick)
@@ -226,7 +205,7 @@ class GroupRules:
 
     async def leave(self, peer: Peer, f: Leave) -> None:
         user = logged_in_user(peer)
-        room = self._room_or_fail(f.room)
+        room = room_seen_by(self.ctx, user, f.room)
         if not room.is_member(user.key):
             raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
         self.ctx.reply(peer, Left(room=room.name), f.ref)
@@ -234,7 +213,7 @@ class GroupRules:
 
     async def topic(self, peer: Peer, f: TopicRequest) -> None:
         user = logged_in_user(peer)
-        room = self._visible_room(f.room, user)
+        room = room_seen_by(self.ctx, user, f.room)
         if not room.is_member(user.key):
             raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
         check_topic(f.topic)
@@ -250,7 +229,7 @@ class GroupRules:
         ctx = self.ctx
         user = logged_in_user(peer)
         admin = ctx.is_admin(user)
-        room = self._visible_room(f.room, user)
+        room = room_seen_by(self.ctx, user, f.room)
         if not admin and not room.is_member(user.key):
             raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
         if not admin and room.owner != user.nick:
