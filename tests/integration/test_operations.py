@@ -228,3 +228,21 @@ async def test_readiness_is_told_to_systemd(tmp_path: Path) -> None:
         sock.close()
     assert code == 0
     assert stopping == b"STOPPING=1"
+
+
+async def test_rate_limit_refusals_are_logged_aggregated(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    daemon = Daemon(["--data-dir", str(data), "--rate-burst", "3", "--rate-per-sec", "0.5"])
+    try:
+        port = daemon.started()
+        alice = await _login(port, data, "alice")
+        for _ in range(30):
+            await alice.send({"type": "ping"})
+        await alice.close()
+        daemon.wait_for("logout: alice")
+    finally:
+        code, log = daemon.stop()
+    assert code == 0
+    lines = [line for line in log.splitlines() if "rate limit:" in line]
+    assert len(lines) == 1, lines  # one line for the whole burst, not one per refusal
+    assert "from 127.0.0.1" in lines[0]

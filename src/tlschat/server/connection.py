@@ -29,6 +29,32 @@ PACING_HIGH_WATER = 64 * 1024
 """Bytes buffered in the TLS transport above which `deliver_paced` waits (replay, downloads)."""
 
 
+LIMIT_LOG_INTERVAL = 60.0
+
+
+class _LimitLog:
+    """`rate_limited` refusals, logged as one line a minute with a count (PRODUCT.md: limits
+    hit are aggregated, never one line per attacker's request)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged_at = float("-inf")
+
+    def hit(self, ip: str, now: float) -> None:
+        self.count += 1
+        if now - self.logged_at >= LIMIT_LOG_INTERVAL:
+            log.info(
+                "rate limit: %d request(s) refused since the last report, latest from %s",
+                self.count,
+                ip,
+            )
+            self.count = 0
+            self.logged_at = now
+
+
+_limits = _LimitLog()
+
+
 class Session:
     """The server's side of one TLS connection, created after the handshake; `run()` until it
     ends. This is the `Peer` the rules and the hub queue frames on."""
@@ -66,7 +92,7 @@ class Session:
             idle_timeout=config.idle_timeout,
             now=accepted_at,
             clock=self._loop.time,
-            on_error=metrics.error_sent,
+            on_error=self._error_sent,
         )
         self.user: User | None = None
         self.closing = False
@@ -86,6 +112,11 @@ class Session:
         self._read_task: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self.transport.set_write_buffer_limits(high=min(PACING_HIGH_WATER, self.queue_limit // 4))
+
+    def _error_sent(self, code: str) -> None:
+        metrics.error_sent(code)
+        if code == "rate_limited":
+            _limits.hit(self.peer_ip, self._loop.time())
 
     def __repr__(self) -> str:
         who = self.user.nick if self.user else "-"
@@ -164,7 +195,7 @@ class Session:
         ref: str | None = None,
         retry_after_ms: int | None = None,
     ) -> None:
-        metrics.error_sent(str(code))
+        self._error_sent(str(code))
         self.send(Error(code=str(code), message=message, ref=ref, retry_after_ms=retry_after_ms))
 
     async def deliver_paced(self, data: bytes, msg_id: int = 0, *, high: int | None = None) -> None:
