@@ -195,3 +195,12 @@ class FakeClient:
         left = protocol.Left(room=room)
         self.push(left)
         return left
+
+    async def set_topic(self, room: str, topic: str) -> protocol.TopicEvent:
+        self._record("topic", room, topic)
+        event = protocol.TopicEvent(room=room, topic=topic, by=self.nick)
+        self.push(event)
+        return event
+
+    async def kick(self, room: str, nick: str, reason: str | None = None) -> None:
+        self._record("kick", room, nick)

@@ -46,6 +46,17 @@ class Leave:
 
 
 @dataclass(frozen=True)
+class Topic:
+    text: str
+
+
+@dataclass(frozen=True)
+class Kick:
+    nick: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Close:
     """Close the current pane (a DM, or a group without leaving it)."""
 
@@ -65,7 +76,9 @@ class Quit:
     pass
 
 
-Command = Say | Msg | Create | InviteUser | Join | Leave | Close | Image | Help | Quit
+Command = (
+    Say | Msg | Create | InviteUser | Join | Leave | Topic | Kick | Close | Image | Help | Quit
+)
 
 USAGE: dict[str, tuple[str, str]] = {
     "msg": ("/msg NICK [TEXT]", "open the conversation with NICK, and send TEXT if given"),
@@ -73,6 +86,8 @@ USAGE: dict[str, tuple[str, str]] = {
     "invite": ("/invite NICK", "invite NICK to the current group"),
     "join": ("/join ROOM", "join a public group"),
     "leave": ("/leave [ROOM]", "leave the current group (or ROOM)"),
+    "topic": ("/topic TEXT", "set the current group's topic (empty: clear it)"),
+    "kick": ("/kick NICK [REASON]", "remove NICK from the current group (its owner only)"),
     "close": ("/close", "close the current pane"),
     "image": ("/image PATH", "send an image (not available yet)"),
     "help": ("/help", "show commands and keys"),
@@ -141,6 +156,14 @@ def parse(line: str) -> Command:
             if not rest.strip():
                 raise CommandError(f"usage: {usage}")
             return Image(rest.strip())
+        case "topic":
+            return Topic(rest.strip())
+        case "kick":
+            if not args:
+                raise CommandError(f"usage: {usage}")
+            nick = _name(args[0], "@", "nick", name)
+            reason = rest.strip()[len(args[0]) :].strip()
+            return Kick(nick, reason or None)
         case "close":
             return Close()
         case "help":

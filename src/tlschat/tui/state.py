@@ -38,6 +38,9 @@ class Room:
     name: str
     members: tuple[str, ...] = ()
     public: bool = False
+    owner: str | None = None
+    """The member who may kick (the earliest joiner); None when the server did not say."""
+    topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ class ChatState:
         """Replace what we know with `welcome`; return the invitations we had not seen before."""
         self.me = welcome.nick
         self.users = {fold(u.nick): User(u.nick, u.online) for u in welcome.users}
-        self.rooms = {fold(r.room): Room(r.room, r.members, r.public) for r in welcome.rooms}
+        self.rooms = {
+            fold(r.room): Room(r.room, r.members, r.public, r.owner, r.topic) for r in welcome.rooms
+        }
         self.public_rooms = {fold(p.room): (p.room, p.members) for p in welcome.public_rooms}
         for room in list(self.invited):
             if room in self.rooms:
@@ -140,22 +145,44 @@ class ChatState:
 
     # --- groups ------------------------------------------------------------------------------
 
-    def join(self, room: str, members: Iterable[str], public: bool) -> None:
-        self.rooms[fold(room)] = Room(room, tuple(members), public)
+    def join(
+        self,
+        room: str,
+        members: Iterable[str],
+        public: bool,
+        owner: str | None = None,
+        topic: str = "",
+    ) -> None:
+        self.rooms[fold(room)] = Room(room, tuple(members), public, owner, topic)
         self.invites.pop(fold(room), None)
         self._forget_invited(room, self.rooms[fold(room)].members)
         for nick in self.rooms[fold(room)].members:
             self.note_user(nick)
 
-    def set_members(self, room: str, members: Iterable[str]) -> None:
+    def set_members(self, room: str, members: Iterable[str], owner: str | None = None) -> None:
         current = self.rooms.get(fold(room))
         if current is None:
-            self.rooms[fold(room)] = Room(room, tuple(members))
+            self.rooms[fold(room)] = Room(room, tuple(members), owner=owner)
         else:
             current.members = tuple(members)
+            if owner is not None:
+                current.owner = owner
         self._forget_invited(room, self.rooms[fold(room)].members)
         for nick in self.rooms[fold(room)].members:
             self.note_user(nick)
+
+    def set_topic(self, room: str, topic: str) -> None:
+        current = self.rooms.get(fold(room))
+        if current is not None:
+            current.topic = topic
+
+    def topic_of(self, room: str) -> str:
+        current = self.rooms.get(fold(room))
+        return current.topic if current is not None else ""
+
+    def owner_of(self, room: str) -> str | None:
+        current = self.rooms.get(fold(room))
+        return current.owner if current is not None else None
 
     def members_of(self, room: str) -> tuple[str, ...]:
         current = self.rooms.get(fold(room))

@@ -246,13 +246,22 @@ class MainScreen(Screen[None]):
             return
         online = {key: user.online for key, user in self.state.users.items()}
         online[fold(self.state.me)] = True
-        pane.member_list.show(self.state.members_of(pane.address[1:]), online, self.state.me)
+        room = pane.address[1:]
+        pane.member_list.show(
+            self.state.members_of(room), online, self.state.me, self.state.owner_of(room)
+        )
+        pane.show_topic(self.state.topic_of(room))
 
     def members_changed(self, room: str) -> None:
         pane = self.pane_for(room_address(room))
         if pane is not None:
             self._show_members(pane)
         self.refresh_sidebar()
+
+    def topic_changed(self, room: str) -> None:
+        pane = self.pane_for(room_address(room))
+        if pane is not None:
+            pane.show_topic(self.state.topic_of(room))
 
     def presence_changed(self) -> None:
         for pane in self._panes.values():
@@ -379,6 +388,18 @@ class MainScreen(Screen[None]):
                     )
                 else:
                     self.chat.request_leave(target)
+            case commands.Topic(text=text):
+                room = self.current_room
+                if room is None:
+                    self.notify("/topic works in a group pane.", severity="warning", markup=False)
+                else:
+                    self.chat.request_topic(room, text)
+            case commands.Kick(nick=nick, reason=reason):
+                room = self.current_room
+                if room is None:
+                    self.notify("/kick works in a group pane.", severity="warning", markup=False)
+                else:
+                    self.chat.request_kick(room, nick, reason)
             case commands.Close():
                 self.action_close_pane()
             case commands.Image():

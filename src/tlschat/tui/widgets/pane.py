@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import OptionList, TabPane
+from textual.widgets import OptionList, Static, TabPane
 from textual.widgets.option_list import Option
 
 from tlschat.tui.ids import address_pane_id, pane_id
@@ -37,11 +37,15 @@ class MemberList(OptionList):
         super().__init__(classes=classes)
         self._nicks: dict[str, str] = {}
 
-    def show(self, members: Iterable[str], online: dict[str, bool], me: str) -> None:
+    def show(
+        self, members: Iterable[str], online: dict[str, bool], me: str, owner: str | None = None
+    ) -> None:
         names = sorted(members, key=lambda n: (not online.get(n.casefold(), False), n.casefold()))
         options = []
         for nick in names:
             label = Content.assemble(presence_dot(online.get(nick.casefold(), False)), " ", nick)
+            if owner is not None and nick.casefold() == owner.casefold():
+                label = label.append(Content.styled(" (owner)", "$text-accent"))
             if nick.casefold() == me.casefold():
                 label = label.append(Content.styled(" (you)", "$text-muted"))
             options.append(Option(label, id=pane_id("member", nick)))
@@ -66,8 +70,18 @@ class ConversationPane(TabPane):
         self.is_group = address.startswith("#")
         self.log_view = MessageLog(address, me=me, tz=tz)
         self.member_list = MemberList(classes="members") if self.is_group else None
+        self.topic_line = Static("", classes="topic") if self.is_group else None
+
+    def show_topic(self, topic: str) -> None:
+        """The group's topic above its log (literal text); hidden while there is none."""
+        if self.topic_line is not None:
+            self.topic_line.update(Content(f"Topic: {topic}") if topic else Content(""))
+            self.topic_line.display = bool(topic)
 
     def compose(self) -> ComposeResult:
+        if self.topic_line is not None:
+            self.topic_line.display = False
+            yield self.topic_line
         with Horizontal(classes="conversation-body"):
             yield self.log_view
             # The image viewer (a later issue) docks here, beside or over the log.
