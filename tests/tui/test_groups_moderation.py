@@ -75,3 +75,22 @@ async def test_kick_command_and_being_kicked() -> None:
             lambda: any("alice removed you from #team: cleanup" in n for n in app.notes),
             "a notification",
         )
+
+
+async def test_palette_offers_topic_and_kick_to_the_owner() -> None:
+    from tlschat.tui.palette import ChatCommands
+
+    client = FakeClient("bob", users=[("carol", True)], rooms=[("team", ["bob", "carol"])])
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        await type_line(pilot, "/join team")
+        await wait_for(pilot, lambda: screen.current_address == "#team", "the pane")
+        provider = ChatCommands(screen)
+        names = [name for name, _, _ in provider._commands()]
+        assert "Set the topic of #team…" in names
+        assert "Kick from #team…" not in names  # bob is not the owner (yet)
+        client.push(protocol.Members(room="team", members=("bob", "carol"), owner="bob"))
+        await wait_for(pilot, lambda: app.state.owner_of("team") == "bob", "bob owns it")
+        names = [name for name, _, _ in provider._commands()]
+        assert "Kick from #team…" in names

@@ -460,6 +460,46 @@ class MainScreen(Screen[None]):
         pending = self.state.invited_to(room)
         self.app.push_screen(InviteDialog(room, candidates, pending=pending), answered)
 
+    def action_topic(self) -> None:
+        room = self.current_room
+        if room is None:
+            self.notify("Set a topic from a group pane.", severity="warning", markup=False)
+            return
+
+        async def answered(text: str | None) -> None:
+            if text and room is not None:
+                self.chat.request_topic(room, text)
+
+        self.app.push_screen(
+            PromptDialog(
+                f"Topic of #{room}",
+                placeholder=self.state.topic_of(room) or "topic",
+                hint="Every member sees it above the conversation (`/topic` alone clears it).",
+            ),
+            answered,
+        )
+
+    def action_kick(self) -> None:
+        room = self.current_room
+        if room is None:
+            self.notify("Kick from a group pane.", severity="warning", markup=False)
+            return
+        others = [m for m in self.state.members_of(room) if not self.state.is_me(m)]
+
+        async def answered(text: str | None) -> None:
+            if text:
+                await self._run_text(f"/kick {text}")
+
+        self.app.push_screen(
+            PromptDialog(
+                f"Remove from #{room}",
+                placeholder="NICK [REASON]",
+                suggestions=others,
+                hint="Only the group's owner (or a server administrator) may.",
+            ),
+            answered,
+        )
+
     def action_join(self) -> None:
         rooms = [name for name, _ in self.state.joinable_public_rooms()]
 
