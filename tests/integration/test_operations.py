@@ -246,3 +246,14 @@ async def test_rate_limit_refusals_are_logged_aggregated(tmp_path: Path) -> None
     lines = [line for line in log.splitlines() if "rate limit:" in line]
     assert len(lines) == 1, lines  # one line for the whole burst, not one per refusal
     assert "from 127.0.0.1" in lines[0]
+
+
+async def test_start_line_is_written_at_any_log_level(tmp_path: Path) -> None:
+    daemon = Daemon(["--data-dir", str(tmp_path / "d"), "--log-level", "ERROR"])
+    try:
+        daemon.started()
+    finally:
+        code, log = daemon.stop()
+    assert code == 0
+    assert "listening on" in log
+    assert "shutting down" not in log  # the rest follows --log-level

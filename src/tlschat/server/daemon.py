@@ -480,7 +480,11 @@ async def _serve(config: ServerConfig) -> int:
                 config.keylog,
             )
         # Once the signals are ours: a supervisor that reads this line may stop us at once.
-        log.info("%s", server.start_line())
+        # Always written, whatever --log-level says: it tells where to connect and what
+        # fingerprint to expect, and scripts wait for it (`listen_port`).
+        log.handle(
+            log.makeRecord(log.name, logging.INFO, __file__, 0, server.start_line(), (), None)
+        )
         await server._check_expiry()
         sd_notify("READY=1")
         await stop.wait()
