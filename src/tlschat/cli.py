@@ -95,6 +95,7 @@ _LIMIT_OPTIONS: list[tuple[str, type, str]] = [
     ("--max-nick-failures", int, "password checks per minute per nick, all IPs (default 20)"),
     ("--max-registrations", int, "new accounts per hour per IP (default 10)"),
     ("--max-members", int, "members per group (default 256)"),
+    ("--guest-hold", float, "seconds a guest is held after its last session (default 600)"),
     ("--max-rooms-per-user", int, "groups one user may be in (default 100)"),
     ("--invite-ttl", float, "seconds before an invitation expires (default 7 days)"),
     ("--upload-rate", int, "upload bytes per second per user (default 4 MiB)"),

@@ -74,6 +74,8 @@ class ServerConfig:
     """New accounts per IP per hour."""
     max_bad_frames: int = 20
     """Bad frames (bad_frame, bad_request, unknown_type) allowed in a minute; one more closes."""
+    guest_hold: float = 600.0
+    """Seconds a guest's nick, groups and conversations are kept after its last session."""
     max_members: int = 256
     max_rooms_per_user: int = 100
     invite_ttl: float = 7 * 24 * 3600.0

@@ -204,6 +204,8 @@ class Hello(Request):
     v: int
     nick: str
     password: str | None = None
+    resume: Annotated[str, Field(max_length=64)] | None = None
+    """A guest's latest `welcome.resume` token: the same guest again, within its hold."""
     client: str | None = None
     last_seen: RequestId | None = None
 
@@ -343,6 +345,19 @@ class Download(Request):
     file: str
 
 
+class ConversationsRequest(Request):
+    type: Literal["conversations"] = "conversations"
+
+
+class ReadRequest(Request):
+    """Move the user's read marker of a conversation (PROTOCOL.md "Conversations and read
+    markers"); it never moves back."""
+
+    type: Literal["read"] = "read"
+    with_: str = Field(alias="with")
+    id: RequestId
+
+
 ClientFrame: TypeAlias = Annotated[
     Hello
     | Ping
@@ -360,6 +375,8 @@ ClientFrame: TypeAlias = Annotated[
     | Upload
     | Chunk
     | Download
+    | ConversationsRequest
+    | ReadRequest
     | TopicRequest
     | Kick
     | Ban
@@ -418,6 +435,26 @@ class FileMeta(Frame):
     height: int | None = None
 
 
+class ConversationInfo(Frame):
+    with_: str = Field(alias="with")
+    last_id: NonNegative
+    read: NonNegative
+    unread: NonNegative
+
+
+class Conversations(Reply):
+    type: Literal["conversations"] = "conversations"
+    conversations: tuple[ConversationInfo, ...] = ()
+
+
+class Read(Reply):
+    """Another session of the same user moved a read marker."""
+
+    type: Literal["read"] = "read"
+    with_: str = Field(alias="with")
+    id: NonNegative
+
+
 class Welcome(Reply):
     type: Literal["welcome"] = "welcome"
     v: int = PROTOCOL_VERSION
@@ -428,8 +465,11 @@ class Welcome(Reply):
     rooms: tuple[RoomInfo, ...] = ()
     public_rooms: tuple[PublicRoomInfo, ...] = ()
     invites: tuple[InviteInfo, ...] = ()
+    conversations: tuple[ConversationInfo, ...] = ()
     last_id: NonNegative = 0
     admin: bool = False
+    resume: str | None = None
+    """Guests only: the token that makes a later `hello` the same guest, within its hold."""
 
 
 class Error(Reply):
@@ -455,6 +495,8 @@ class Presence(Reply):
     type: Literal["presence"] = "presence"
     nick: str
     online: bool
+    gone: bool | None = None
+    """True once: a guest's hold ended and clients drop it from their lists."""
 
 
 class Message(Reply):
@@ -584,7 +626,9 @@ ServerFrame: TypeAlias = Annotated[
     | UploadReady
     | Uploaded
     | FileData
-    | Bye,
+    | Bye
+    | Conversations
+    | Read,
     Field(discriminator="type"),
 ]
 

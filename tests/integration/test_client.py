@@ -358,7 +358,10 @@ async def test_tofu_stores_then_connects_pinned(server: Any, tmp_path: Path) -> 
         await first.close()
     assert known.read_text().splitlines() == [f"{HOST}:{server.port} SHA256:{server.fingerprint}"]
 
-    second = ChatClient(HOST, server.port, "alice", trust=Trust(known_hosts=known, ask=None))
+    # The same guest again: the client passes the token the first one was given.
+    second = ChatClient(
+        HOST, server.port, "alice", trust=Trust(known_hosts=known, ask=None), resume=first.resume
+    )
     try:
         welcome = await second.connect()
         assert welcome.nick == "alice"

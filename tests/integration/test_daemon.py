@@ -368,7 +368,7 @@ async def test_config_file_env_and_flags_layer(tmp_path: Path) -> None:
             wire = await Wire.open(
                 port, tls.client_context(cafile=tmp_path / "d" / "tls" / "ca.pem")
             )
-            welcome = await wire.hello("probe")
+            welcome = await wire.hello(f"probe{len(extra)}{env.get('TLSCHAT_MAX_TEXT', '')}")
             await wire.close()
             return int(welcome["limits"]["max_text"])
         finally:

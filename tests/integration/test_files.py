@@ -540,8 +540,9 @@ async def test_disconnect_mid_upload_leaves_nothing(connect: Any, server: Any) -
     await alice.close()
     await eventually(lambda: temp_files(server) == [])
     assert stored_files(server) == []
-    # alice's pending uploads ended with the connection.
-    again = await connect("alice")
+    # alice's pending uploads ended with the connection (she comes back with her token).
+    again = await connect()
+    assert (await again.hello("alice", resume=alice.welcome["resume"]))["type"] == "welcome"
     for name in ("a", "b"):
         reply = await again.request(
             {"type": "upload", "name": name, "size": 1, "sha256": sha(b"a")}
@@ -618,7 +619,7 @@ async def test_restart_keeps_files_and_access_rules(start_server: Any, dial: Dia
 async def test_crash_leftovers_are_removed_at_start(
     start_server: Any, dial: Dialer, server_config: Any
 ) -> None:
-    server = await start_server()
+    server = await start_server(guest_hold=0)
     alice = await dial.open(server, "alice")
     keep = await uploaded(alice, os.urandom(3000))
     await server.close()
@@ -629,12 +630,12 @@ async def test_crash_leftovers_are_removed_at_start(
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"orphan")
 
-    server = await start_server()
+    server = await start_server(guest_hold=0)
     await eventually(lambda: temp_files(server) == [] and not orphan.exists())
     alice = await dial.open(server, "alice")
     assert len(stored_files(server)) == 1
     reply = await download(alice, keep["id"])
-    assert isinstance(reply, dict)  # a guest's files do not outlive its connection
+    assert isinstance(reply, dict)  # a guest's files do not outlive its hold
     assert_error(reply, "no_such_file")
 
 

@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import ssl
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.events import EventLog
 from tests.wire import timeout
 
 from tlschat.client import Backoff, ChatClient, ConnectionState, StateChanged
+from tlschat.client.guest_tokens import GuestTokens
 from tlschat.protocol import Message, Presence
 
 HOST = "127.0.0.1"
@@ -391,3 +393,55 @@ async def test_tail_unreachable_server(cert_files: Any, env: dict[str, str]) -> 
         _, err = await tail.proc.communicate()
     assert tail.proc.returncode == 5
     assert "cannot connect" in assert_one_clean_line(err.decode())
+
+
+async def test_a_guest_tail_bot_keeps_its_groups_across_restarts(
+    server: Any,
+    start_server: Any,
+    cert_files: Any,
+    chat: Any,
+    env: dict[str, str],
+    tails: list[Tail],
+    tmp_path: Path,
+) -> None:
+    """The guest `tail` keeps its resume token (on disk, 0600, per server and nick): restarted,
+    and across a server restart, it is the same guest, still in its groups."""
+    bob, bob_events = await chat("bob", password=PASSWORD)
+    await bob.create_room("ops", public=True)
+    target = f"{HOST}:{server.port}"
+    args = (target, "bot", "--json", "--cafile", str(cert_files.ca))
+    tail = await Tail.start(*args, env=env)
+    tails.append(tail)
+    await bob_events.online("bot")
+    await bob.invite("ops", "bot")
+    # tail cannot accept: the bot accepts once from a client of its own, with its token.
+    tokens = GuestTokens(tmp_path / "home" / ".local" / "state" / "tlschat" / "guest_tokens.json")
+    code, err = await tail.interrupt()
+    assert code == 0, err
+    token = tokens.load(HOST, server.port, "bot")
+    assert token is not None
+    assert stat.S_IMODE(tokens.path.stat().st_mode) == 0o600
+    helper, _ = await chat("bot", resume=token)
+    await helper.accept("ops")
+    tokens.save(HOST, server.port, "bot", helper.resume or "")
+    await helper.close()
+
+    tail = await Tail.start(*args, env=env)  # restarted: the same guest, in #ops
+    tails.append(tail)
+    first = await bob.send_message("#ops", "to the bot")
+    assert json.loads(await tail.line(seconds=20))["id"] == first.id
+
+    port = server.port
+    await server.close()
+    await start_server(port=port)
+    lost = await bob_events.index(
+        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.RECONNECTING
+    )
+    await bob_events.index(
+        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.CONNECTED,
+        start=lost,
+    )
+    second = await bob.send_message("#ops", "after the restart")
+    assert json.loads(await tail.line(seconds=20))["id"] == second.id
+    code, err = await tail.interrupt()
+    assert code == 0

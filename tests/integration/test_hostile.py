@@ -264,7 +264,7 @@ async def test_a_private_room_answers_outsiders_as_an_absent_one(connect: Any) -
 async def test_a_new_guest_reads_nothing_of_an_old_one_after_a_restart(
     start_server: Any, dial: Dialer, server_config: Any
 ) -> None:
-    server = await start_server()
+    server = await start_server(guest_hold=0)  # the old guest's hold ends as it leaves
     old = await dial.open(server, "alice")
     bob = await dial.open(server, "bob", PASSWORD)
     await drain_all(old, bob)
@@ -274,7 +274,7 @@ async def test_a_new_guest_reads_nothing_of_an_old_one_after_a_restart(
     assert shared["type"] == "message"
     await dial.close_all()
     await server.close()
-    again = await start_server()
+    again = await start_server(guest_hold=0)
     new = await dial.open(again, "alice")
     page = await new.request({"type": "history", "with": "@bob"})
     assert page["messages"] == []

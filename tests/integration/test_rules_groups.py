@@ -398,9 +398,11 @@ async def test_last_member_leaving_deletes_room_and_history(connect: Any) -> Non
     assert history["more"] is False
 
 
-async def test_guest_memberships_end_with_its_connection(connect: Any) -> None:
-    alice = await connect("alice")
-    gus = await connect("gus")
+async def test_guest_memberships_end_with_its_hold(start_server: Any, dial: Dialer) -> None:
+    # Guests are held for `--guest-hold` after they leave: 0 here, the hold ends at once.
+    server = await start_server(guest_hold=0)
+    alice = await dial.open(server, "alice")
+    gus = await dial.open(server, "gus")
     await alice.request({"type": "create", "room": "Den", "invite": ["gus"]})
     await gus.recv_type("invited")
     await gus.request({"type": "accept", "room": "Den"})
@@ -409,7 +411,7 @@ async def test_guest_memberships_end_with_its_connection(connect: Any) -> None:
     await gus.close()
     frames = await drain(alice, 0.5)
     assert {"type": "members", "room": "Den", "members": ["alice"], "owner": "alice"} in frames
-    again = await connect("gus")
+    again = await dial.open(server, "gus")
     assert again.welcome["rooms"] == []
     assert (await alice.request({"type": "create", "room": "GusOnly"}))["type"] == "joined"
 
@@ -518,10 +520,12 @@ async def test_group_events_reach_every_session_of_the_user(connect: Any) -> Non
     assert await a1.recv_type("left") == {"type": "left", "room": "Den"}
 
 
-async def test_guest_leaving_changes_public_room_size(connect: Any) -> None:
-    alice = await connect("alice")
-    watcher = await connect("watcher")
-    gus = await connect("gus")
+async def test_guest_hold_ending_changes_public_room_size(start_server: Any, dial: Dialer) -> None:
+    # Guests are held for `--guest-hold` after they leave: 0 here, the hold ends at once.
+    server = await start_server(guest_hold=0)
+    alice = await dial.open(server, "alice")
+    watcher = await dial.open(server, "watcher")
+    gus = await dial.open(server, "gus")
     await alice.request({"type": "create", "room": "Pub", "public": True})
     await gus.request({"type": "join", "room": "Pub"})
     await gus.request({"type": "create", "room": "GusPub", "public": True})

@@ -103,9 +103,11 @@ async def test_no_such_user(connect: Any, to: str) -> None:
     assert_error(await say(alice, to, "hi", ref="x"), "no_such_user", ref="x")
 
 
-async def test_departed_guest_is_no_such_user(connect: Any) -> None:
-    alice = await connect("alice")
-    gus = await connect("gus")
+async def test_departed_guest_is_no_such_user(start_server: Any, dial: Dialer) -> None:
+    # Guests are held for `--guest-hold` after they leave: 0 here, the hold ends at once.
+    server = await start_server(guest_hold=0)
+    alice = await dial.open(server, "alice")
+    gus = await dial.open(server, "gus")
     await drain_all(alice, gus)
     await gus.close()
     await wait_presence(alice, "gus", online=False)
@@ -286,16 +288,20 @@ async def test_replay_comes_after_welcome(connect: Any) -> None:
     assert (await again.recv_type("message"))["text"] == "queued"
 
 
-async def test_guest_gets_no_offline_delivery(connect: Any) -> None:
-    alice = await connect("alice")
-    gus = await connect("gus")
+async def test_a_new_guest_after_a_hold_gets_nothing_of_the_old_one(
+    start_server: Any, dial: Dialer
+) -> None:
+    # Guests are held for `--guest-hold` after they leave: 0 here, the hold ends at once.
+    server = await start_server(guest_hold=0)
+    alice = await dial.open(server, "alice")
+    gus = await dial.open(server, "gus")
     await make_room(alice, "Den", gus)
     await say(alice, "@gus", "while online")
     await gus.close()
     await wait_presence(alice, "gus", online=False)
     assert_error(await say(alice, "@gus", "while away", ref="a"), "no_such_user", ref="a")
     await say(alice, "#Den", "group while away")
-    again = await connect()
+    again = await dial.open(server)
     welcome = await again.hello("gus")
     assert welcome["type"] == "welcome"
     assert [f for f in await drain(again, 0.5) if f["type"] == "message"] == []

@@ -182,19 +182,21 @@ async def test_guest_nick_shown_as_given(connect: Any) -> None:
     assert wire.welcome["nick"] == "CaRoL"
 
 
-async def test_guest_nick_taken_case_insensitively_and_free_after_disconnect(
-    connect: Any,
+async def test_guest_nick_taken_case_insensitively_and_free_after_its_hold(
+    start_server: Any, dial: Dialer
 ) -> None:
-    watcher = await connect("watcher")
-    gus = await connect("Gus")
+    # Guests are held for `--guest-hold` after they leave: 0 here, the hold ends at once.
+    server = await start_server(guest_hold=0)
+    watcher = await dial.open(server, "watcher")
+    gus = await dial.open(server, "Gus")
     await drain_all(watcher, gus)
     for spelling in ("Gus", "gus", "GUS"):
-        wire = await connect()
+        wire = await dial.open(server)
         assert_error(await wire.hello(spelling), "nick_taken")
         await wire.close()
     await gus.close()
     await wait_presence(watcher, "Gus", online=False)
-    again = await connect()
+    again = await dial.open(server)
     welcome = await again.hello("gus")
     assert welcome["type"] == "welcome"
     assert welcome["nick"] == "gus"  # a new guest, as given

@@ -56,13 +56,13 @@ PROTOCOL_ERROR_CODES = {
 
 CLIENT_TYPES = {
     "hello", "ping", "pong", "send", "history", "create", "invite", "accept", "decline", "join",
-    "leave", "rooms", "users", "upload", "chunk", "download", "topic", "kick", "ban", "unban",
-    "register",
+    "leave", "rooms", "users", "upload", "chunk", "download", "conversations", "read",
+    "topic", "kick", "ban", "unban", "register",
 }  # fmt: skip
 SERVER_TYPES = {
     "welcome", "error", "ok", "ping", "pong", "presence", "message", "history", "joined",
     "invited", "members", "declined", "room", "left", "rooms", "users", "upload_ready",
-    "uploaded", "file_data", "bye", "topic",
+    "uploaded", "file_data", "bye", "conversations", "read", "topic",
 }  # fmt: skip
 
 
@@ -87,6 +87,7 @@ ADDRESS = NICK_ADDR | ROOM_ADDR
 REF = st.none() | st.text(CHARS, max_size=64)
 INT = st.integers(min_value=-(2**53), max_value=2**53)
 NONNEG = st.integers(min_value=0, max_value=2**53)
+REQUEST_ID = st.integers(min_value=0, max_value=2**53 - 1)
 POS = st.integers(min_value=1, max_value=2**53)
 HEX64 = st.text("0123456789abcdefABCDEF", min_size=64, max_size=64)
 NAMES_TUPLE = st.lists(NAMES, max_size=5).map(tuple)
@@ -99,13 +100,14 @@ def opt(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 CLIENT_FRAMES: dict[str, st.SearchStrategy[Any]] = {
     "hello": st.builds(
         p.Hello, ref=REF, v=INT, nick=TEXT, password=opt(TEXT),
-        client=opt(st.text(CHARS, max_size=200)), last_seen=opt(NONNEG),
+        client=opt(st.text(CHARS, max_size=200)), last_seen=opt(REQUEST_ID),
+        resume=opt(st.text(CHARS, max_size=64)),
     ),
     "ping": st.builds(p.Ping, ref=REF),
     "pong": st.builds(p.Pong, ref=REF),
     "send": st.builds(p.Send, ref=REF, to=ADDRESS, text=TEXT, file=opt(TEXT)),
     "history": st.builds(
-        p.HistoryRequest, ref=REF, with_=ADDRESS, before=opt(POS),
+        p.HistoryRequest, ref=REF, with_=ADDRESS, before=opt(REQUEST_ID),
         limit=st.integers(min_value=1, max_value=200),
     ),
     "create": st.builds(
@@ -123,6 +125,8 @@ CLIENT_FRAMES: dict[str, st.SearchStrategy[Any]] = {
     ),
     "chunk": st.builds(p.Chunk, ref=REF, upload=TEXT, seq=NONNEG, data=TEXT),
     "download": st.builds(p.Download, ref=REF, file=TEXT),
+    "conversations": st.builds(p.ConversationsRequest, ref=REF),
+    "read": st.builds(p.ReadRequest, ref=REF, with_=ADDRESS, id=REQUEST_ID),
     "topic": st.builds(p.TopicRequest, ref=REF, room=NAMES, topic=TEXT),
     "kick": st.builds(p.Kick, ref=REF, room=NAMES, nick=NAMES, reason=opt(TEXT)),
     "ban": st.builds(p.Ban, ref=REF, nick=NAMES, reason=opt(TEXT)),
@@ -135,6 +139,9 @@ FILE_META = st.builds(
     width=opt(NONNEG), height=opt(NONNEG),
 )  # fmt: skip
 USER_INFO = st.builds(p.UserInfo, nick=NAMES, online=st.booleans())
+CONVERSATION_INFO = st.builds(
+    p.ConversationInfo, with_=ADDRESS, last_id=NONNEG, read=NONNEG, unread=NONNEG
+)
 ROOM_INFO = st.builds(
     p.RoomInfo, room=NAMES, members=NAMES_TUPLE, public=st.booleans(), owner=opt(NAMES),
     topic=TEXT,
@@ -158,7 +165,8 @@ SERVER_FRAMES: dict[str, st.SearchStrategy[Any]] = {
             p.Limits, max_frame=NONNEG, max_text=NONNEG, max_upload=NONNEG, chunk=NONNEG
         ),
         users=tuples(USER_INFO), rooms=tuples(ROOM_INFO), public_rooms=tuples(PUBLIC_ROOM_INFO),
-        invites=tuples(INVITE_INFO), last_id=NONNEG, admin=st.booleans(),
+        invites=tuples(INVITE_INFO), conversations=tuples(CONVERSATION_INFO), last_id=NONNEG,
+        resume=opt(st.text(CHARS, min_size=1, max_size=64)), admin=st.booleans(),
     ),
     "error": st.builds(
         p.Error, ref=REF, code=st.sampled_from(sorted(PROTOCOL_ERROR_CODES)), message=TEXT,
@@ -167,7 +175,9 @@ SERVER_FRAMES: dict[str, st.SearchStrategy[Any]] = {
     "ok": st.builds(p.Ok, ref=REF),
     "ping": st.builds(p.ServerPing, ref=REF),
     "pong": st.builds(p.ServerPong, ref=REF),
-    "presence": st.builds(p.Presence, ref=REF, nick=NAMES, online=st.booleans()),
+    "presence": st.builds(
+        p.Presence, ref=REF, nick=NAMES, online=st.booleans(), gone=opt(st.booleans())
+    ),
     "message": MESSAGE,
     "history": st.builds(
         p.History, ref=REF, with_=ADDRESS, messages=tuples(MESSAGE), more=st.booleans()
@@ -194,6 +204,8 @@ SERVER_FRAMES: dict[str, st.SearchStrategy[Any]] = {
         p.FileData, ref=REF, file=TEXT, seq=NONNEG, data=TEXT, last=st.booleans()
     ),
     "bye": st.builds(p.Bye, ref=REF, reason=TEXT),
+    "conversations": st.builds(p.Conversations, ref=REF, conversations=tuples(CONVERSATION_INFO)),
+    "read": st.builds(p.Read, ref=REF, with_=ADDRESS, id=NONNEG),
 }  # fmt: skip
 
 

@@ -26,11 +26,10 @@ def test_membership_and_rooms_of() -> None:
     registry = Registry()
     room = Room(name="team", public=True)
     registry.add_room(room)
-    registry.add_member(room, "Alice", 5, guest=False)
-    registry.add_member(room, "bob", 7, guest=True)
+    registry.add_member(room, "Alice", 5)
+    registry.add_member(room, "bob", 7)
     assert room.member_names() == ("Alice", "bob")
     assert room.joined_after["alice"] == 5
-    assert room.guests == {"bob"}
     assert registry.rooms_of("ALICE") == [room]
     assert registry.public_rooms() == [room]
     registry.remove_member(room, "alice")
@@ -47,7 +46,7 @@ def test_accepting_clears_the_invitation() -> None:
     registry.add_room(room)
     room.invites["carol"] = Invitation(nick="carol", by="alice", created=100.0)
     assert [r for r, _ in registry.invitations_for("Carol", now=101.0, ttl=60)] == [room]
-    registry.add_member(room, "carol", 0, guest=False)
+    registry.add_member(room, "carol", 0)
     assert registry.invitations_for("carol", now=101.0, ttl=60) == []
 
 

@@ -106,12 +106,17 @@ async def test_a_lone_surrogate_is_a_bad_frame_and_the_connection_stays(pair: Se
     assert (await alice.request({"type": "ping", "ref": "ok"}))[0]["type"] == "pong"
 
 
-async def test_guest_identities_never_repeat(pair: SessionPair) -> None:
-    first = await pair.login("ghost")
-    identity = first.session.user.identity  # type: ignore[union-attr]
-    await pair.rules.session_ended(first.session)  # type: ignore[union-attr]
-    second = await pair.login("ghost")
-    assert second.session.user.identity != identity  # type: ignore[union-attr]
+async def test_guest_identities_never_repeat(tmp_path: Path) -> None:
+    pair = SessionPair(config_for(tmp_path, guest_hold=0.0))  # the hold ends as it leaves
+    await pair.open()
+    try:
+        first = await pair.login("ghost")
+        identity = first.session.user.identity  # type: ignore[union-attr]
+        await pair.rules.session_ended(first.session)  # type: ignore[union-attr]
+        second = await pair.login("ghost")
+        assert second.session.user.identity != identity  # type: ignore[union-attr]
+    finally:
+        await pair.close()
 
 
 def _raw(payload: bytes) -> bytes:

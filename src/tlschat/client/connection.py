@@ -30,6 +30,8 @@ from tlschat.protocol import (
     Bye,
     Chunk,
     ConnectionClosed,
+    Conversations,
+    ConversationsRequest,
     Create,
     Decline,
     Declined,
@@ -54,6 +56,7 @@ from tlschat.protocol import (
     Ping,
     Presence,
     ProtocolError,
+    ReadRequest,
     Request,
     RequestFailed,
     RoomEvent,
@@ -263,6 +266,8 @@ class ChatClient:
         last_seen: int | None = None,
         connect_timeout: float = 15.0,
         keepalive: float | None = 60.0,
+        resume: str | None = None,
+        on_resume: Callable[[str], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -299,6 +304,10 @@ class ChatClient:
         self._max_seen: int | None = last_seen
         self._file_metas: dict[str, FileMeta] = {}
         """File id -> its metadata, as seen lately: downloads are checked against it."""
+        self.resume = resume
+        """A guest's latest `welcome.resume` token, sent with every later `hello` so a reconnect
+        (or a restart of the client, if the caller keeps it) is the same guest again."""
+        self._on_resume = on_resume
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -435,6 +444,15 @@ class ChatClient:
 
     async def rooms(self) -> Rooms:
         return _expect(await self.request(RoomsRequest()), Rooms)
+
+    async def conversations(self) -> Conversations:
+        """The user's conversations, most recent first, with read markers and unread counts."""
+        return _expect(await self.request(ConversationsRequest()), Conversations)
+
+    async def mark_read(self, with_: str, message_id: int) -> None:
+        """Move the read marker of a conversation to `message_id` (it never moves back); the
+        user's other sessions get a `read` event."""
+        _expect(await self.request(ReadRequest(with_=with_, id=message_id)), Ok)
 
     async def ping(self) -> None:
         _expect(await self.request(Ping()), ServerPong)
@@ -754,6 +772,7 @@ class ChatClient:
             password=self._password,
             client=self._client_name,
             last_seen=self._max_seen,
+            resume=self.resume if self._password is None else None,
         )
         link.hello_ref = self._next_ref()
         try:
@@ -980,6 +999,10 @@ class ChatClient:
         link.ready = True
         self.welcome = welcome
         self.nick = welcome.nick
+        if welcome.resume is not None and welcome.resume != self.resume:
+            self.resume = welcome.resume
+            if self._on_resume is not None:
+                self._on_resume(welcome.resume)
         if self._welcomed:
             self._emit(welcome)
         self._welcomed = True

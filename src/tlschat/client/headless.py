@@ -5,6 +5,7 @@ asks about trust. Exit codes (PRODUCT.md "Command line"): 0 ok, 2 usage, 3 authe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import ssl
@@ -22,6 +23,7 @@ from tlschat.client.connection import (
     TrustError,
     describe,
 )
+from tlschat.client.guest_tokens import GuestTokens
 from tlschat.client.known_hosts import KnownHosts, normalize_fingerprint
 from tlschat.protocol import (
     ConnectionClosed,
@@ -104,6 +106,15 @@ def _quiet_asyncio() -> None:
 def _client(
     host: str, port: int, nick: str, *, cafile: Path | None, password: str | None, reconnect: bool
 ) -> ChatClient:
+    # A guest keeps its resume token on disk, so a bot restarted within its hold is the same
+    # guest again, with its groups (PROTOCOL.md "Session" -> Guests).
+    tokens = GuestTokens() if password is None else None
+
+    def keep(token: str) -> None:
+        if tokens is not None:
+            with contextlib.suppress(OSError):
+                tokens.save(host, port, nick, token)
+
     return ChatClient(
         host,
         port,
@@ -112,6 +123,8 @@ def _client(
         trust=Trust(cafile=cafile, ask=None),
         reconnect=reconnect,
         client_name=f"tlschat-cli/{__version__}",
+        resume=tokens.load(host, port, nick) if tokens is not None else None,
+        on_resume=keep,
     )
 
 

@@ -132,6 +132,7 @@ class ChatServer:
         self.files = FileStore(cfg, self.data_dir, self.store)
         self.rules = Rules(Context(cfg, self.store, self.hub, self.registry, self.files, last_id))
         await self.rules.load()
+        await self.rules.start()
         try:
             self._listener = await asyncio.start_server(
                 self._accept, cfg.host, cfg.port, backlog=min(cfg.max_conns, 4096)
@@ -382,6 +383,8 @@ class ChatServer:
             self._listener.close()
         for task in self._background:
             task.cancel()
+        if self.rules is not None:
+            self.rules.close()
         bye = Bye(reason=reason)
         for session in list(self._sessions):
             session.shutdown(bye, "shutdown")

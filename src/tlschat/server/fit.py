@@ -78,6 +78,7 @@ def fit_welcome(welcome: Welcome, max_frame: int, relevant: set[str]) -> Welcome
     if fits(trimmed, max_frame):
         return cut_list(ordered, "users", max_frame)
     trimmed = cut_list(trimmed, "public_rooms", max_frame)
+    trimmed = cut_list(trimmed, "conversations", max_frame)  # `conversations` fetches them all
     trimmed = cut_list(trimmed, "users", max_frame)
     trimmed = cut_list(trimmed, "invites", max_frame)
     return cut_list(trimmed, "rooms", max_frame)

@@ -53,8 +53,6 @@ class Room:
     """nick key -> nick, in join order."""
     joined_after: dict[str, int] = field(default_factory=dict)
     """nick key -> last message id before they joined (replay starts after it)."""
-    guests: set[str] = field(default_factory=set)
-    """Members whose membership ends with their connection."""
     invites: dict[str, Invitation] = field(default_factory=dict)
     topic: str = ""
     kicked: dict[str, float] = field(default_factory=dict)
@@ -105,14 +103,10 @@ class Registry:
         for key in room.members:
             self._rooms_of.get(key, set()).discard(room.key)
 
-    def add_member(self, room: Room, nick: str, joined_after: int, *, guest: bool) -> None:
+    def add_member(self, room: Room, nick: str, joined_after: int) -> None:
         key = name_key(nick)
         room.members[key] = nick
         room.joined_after[key] = joined_after
-        if guest:
-            room.guests.add(key)
-        else:
-            room.guests.discard(key)
         room.invites.pop(key, None)
         self._rooms_of.setdefault(key, set()).add(room.key)
 
@@ -120,7 +114,6 @@ class Registry:
         key = name_key(nick)
         room.members.pop(key, None)
         room.joined_after.pop(key, None)
-        room.guests.discard(key)
         self._rooms_of.get(key, set()).discard(room.key)
 
     def rooms_of(self, nick: str) -> list[Room]:

@@ -26,7 +26,9 @@ from typing import Any, TypeVar
 from tlschat.server.store import (
     NewMessage,
     StoredBlob,
+    StoredConversation,
     StoredFile,
+    StoredGuest,
     StoredInvite,
     StoredMember,
     StoredMessage,
@@ -118,7 +120,26 @@ MIGRATIONS: list[str] = [
     CREATE INDEX messages_file ON messages(file_id) WHERE file_id IS NOT NULL;
     CREATE INDEX files_sha256 ON files(sha256);
     """,
-    # 4: room topics and bans (PROTOCOL.md "Groups" topic, "Administration" ban). A room's
+    # 4: guests survive a disconnect and a restart (the hold), and read markers. A guest's
+    # memberships and invitations are stored like an account's from now on.
+    """
+    CREATE TABLE guests (
+        nick_key TEXT PRIMARY KEY,
+        nick TEXT NOT NULL,
+        identity TEXT NOT NULL UNIQUE,
+        token_hash TEXT NOT NULL,
+        held_until REAL,
+        last_delivered INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX guests_held ON guests(held_until) WHERE held_until IS NOT NULL;
+    CREATE TABLE read_markers (
+        identity TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        read_id INTEGER NOT NULL,
+        PRIMARY KEY (identity, conversation)
+    ) WITHOUT ROWID;
+    """,
+    # 5: room topics and bans (PROTOCOL.md "Groups" topic, "Administration" ban). A room's
     # owner is not stored: it is the member who joined earliest (members.seq).
     """
     ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT '';
@@ -133,6 +154,7 @@ MIGRATIONS: list[str] = [
 
 _MESSAGE_COLUMNS = "id, ts, sender, to_addr, text, file_id, room_key"
 _FILE_COLUMNS = "id, name, uploader, sha256, size, mime, width, height"
+_GUEST_COLUMNS = "nick_key, nick, identity, token_hash, held_until, last_delivered"
 
 Write = Callable[[sqlite3.Connection], Any]
 Read = Callable[[sqlite3.Connection], Any]
@@ -408,6 +430,144 @@ class SqliteStore:
                 rows,
             )
         )
+
+    # --- guests --------------------------------------------------------------------------------
+
+    async def get_guest(self, nick_key: str) -> StoredGuest | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_GUEST_COLUMNS} FROM guests WHERE nick_key = ?", (nick_key,)
+            ).fetchone()
+        )
+        return StoredGuest(*row) if row else None
+
+    async def put_guest(self, guest: StoredGuest) -> None:
+        await self._write(
+            lambda c: c.execute(
+                f"INSERT OR REPLACE INTO guests ({_GUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    guest.nick_key,
+                    guest.nick,
+                    guest.identity,
+                    guest.token_hash,
+                    guest.held_until,
+                    guest.last_delivered,
+                ),
+            )
+        )
+
+    async def hold_guest(self, nick_key: str, held_until: float, last_delivered: int) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE guests SET held_until = ?, last_delivered = MAX(last_delivered, ?)"
+                " WHERE nick_key = ?",
+                (held_until, last_delivered, nick_key),
+            )
+        )
+
+    async def hold_online_guests(self, held_until: float) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE guests SET held_until = ? WHERE held_until IS NULL", (held_until,)
+            )
+        )
+
+    async def guests_held_until(self, moment: float) -> list[StoredGuest]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_GUEST_COLUMNS} FROM guests WHERE held_until <= ?", (moment,)
+            ).fetchall()
+        )
+        return [StoredGuest(*row) for row in rows]
+
+    async def delete_guest(self, nick_key: str, identity: str) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM guests WHERE nick_key = ?", (nick_key,))
+            c.execute("DELETE FROM members WHERE nick_key = ?", (nick_key,))
+            c.execute("DELETE FROM invites WHERE nick_key = ?", (nick_key,))
+            c.execute("DELETE FROM read_markers WHERE identity = ?", (identity,))
+
+        await self._write(write)
+
+    async def identity_nicks(self, identities: Iterable[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(identities))
+
+        def read(c: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for start in range(0, len(wanted), 400):
+                part = wanted[start : start + 400]
+                marks = ",".join("?" * len(part))
+                found.update(
+                    c.execute(
+                        f"SELECT nick_key, nick FROM users WHERE nick_key IN ({marks})"
+                        f" UNION ALL SELECT identity, nick FROM guests WHERE identity IN ({marks})",
+                        [*part, *part],
+                    ).fetchall()
+                )
+            return found
+
+        return await self._read(read) if wanted else {}
+
+    # --- conversations and read markers ----------------------------------------------------------
+
+    async def conversations(
+        self, identity: str, nick_key: str, rooms: dict[str, int], limit: int
+    ) -> list[StoredConversation]:
+        def read(c: sqlite3.Connection) -> list[StoredConversation]:
+            markers = dict(
+                c.execute(
+                    "SELECT conversation, read_id FROM read_markers WHERE identity = ?",
+                    (identity,),
+                ).fetchall()
+            )
+            found: list[StoredConversation] = []
+            for partner, last_id in c.execute(
+                "SELECT CASE WHEN dm_a = ?1 THEN dm_b ELSE dm_a END AS partner, MAX(id)"
+                " FROM messages WHERE dm_a = ?1 OR dm_b = ?1 GROUP BY partner",
+                (identity,),
+            ).fetchall():
+                dm_a, dm_b = sorted((identity, partner))
+                mark = markers.get(f"@{partner}", 0)
+                (unread,) = c.execute(
+                    "SELECT COUNT(*) FROM messages WHERE dm_a = ? AND dm_b = ? AND id > ?"
+                    " AND lower(sender) != ?",
+                    (dm_a, dm_b, mark, nick_key),
+                ).fetchone()
+                found.append(StoredConversation(last_id, partner=partner, read=mark, unread=unread))
+            for room_key, joined_after in rooms.items():
+                (last_id,) = c.execute(
+                    "SELECT COALESCE(MAX(id), 0) FROM messages WHERE room_key = ? AND id > ?",
+                    (room_key, joined_after),
+                ).fetchone()
+                mark = markers.get(f"#{room_key}", 0)
+                (unread,) = c.execute(
+                    "SELECT COUNT(*) FROM messages WHERE room_key = ? AND id > ?"
+                    " AND lower(sender) != ?",
+                    (room_key, max(mark, joined_after), nick_key),
+                ).fetchone()
+                found.append(
+                    StoredConversation(last_id, room_key=room_key, read=mark, unread=unread)
+                )
+            found.sort(key=lambda conv: conv.last_id, reverse=True)
+            return found[:limit]
+
+        return await self._read(read)
+
+    async def set_read(self, identity: str, conversation: str, msg_id: int) -> int:
+        def write(c: sqlite3.Connection) -> int:
+            c.execute(
+                "INSERT INTO read_markers (identity, conversation, read_id) VALUES (?, ?, ?)"
+                " ON CONFLICT (identity, conversation)"
+                " DO UPDATE SET read_id = MAX(read_id, excluded.read_id)",
+                (identity, conversation, msg_id),
+            )
+            (now,) = c.execute(
+                "SELECT read_id FROM read_markers WHERE identity = ? AND conversation = ?",
+                (identity, conversation),
+            ).fetchone()
+            return int(now)
+
+        return await self._write(write)
 
     # --- rooms ---------------------------------------------------------------------------------
 

@@ -34,6 +34,31 @@ class StoredUser:
 
 
 @dataclass(frozen=True)
+class StoredGuest:
+    """A guest, online or held (PROTOCOL.md "Session" → Guests)."""
+
+    nick_key: str
+    nick: str
+    identity: str
+    token_hash: str
+    """SHA-256 of its latest `resume` token (the token itself is never stored)."""
+    held_until: float | None
+    """Wall-clock end of its hold; None while it is online."""
+    last_delivered: int = 0
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    """One of a user's conversations: `partner` (an identity) or `room_key`, newest first."""
+
+    last_id: int
+    partner: str | None = None
+    room_key: str | None = None
+    read: int = 0
+    unread: int = 0
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     id: int
     ts: str
@@ -133,6 +158,42 @@ class Store(Protocol):
     async def ban(self, nick_key: str, reason: str) -> None: ...
     async def unban(self, nick_key: str) -> bool:
         """False if the nick was not banned."""
+        ...
+
+    # guests
+    async def get_guest(self, nick_key: str) -> StoredGuest | None: ...
+    async def put_guest(self, guest: StoredGuest) -> None:
+        """Record a guest (online: `held_until` None), replacing one of the same nick."""
+        ...
+
+    async def hold_guest(self, nick_key: str, held_until: float, last_delivered: int) -> None: ...
+    async def hold_online_guests(self, held_until: float) -> None:
+        """At start: the guests recorded online (the last run ended under them) are held."""
+        ...
+
+    async def guests_held_until(self, moment: float) -> list[StoredGuest]:
+        """The guests whose hold ended by `moment`."""
+        ...
+
+    async def delete_guest(self, nick_key: str, identity: str) -> None:
+        """The guest, its memberships, invitations and read markers (its hold ended)."""
+        ...
+
+    async def identity_nicks(self, identities: Iterable[str]) -> dict[str, str]:
+        """identity -> nick, for accounts and guests that still exist."""
+        ...
+
+    # conversations and read markers
+    async def conversations(
+        self, identity: str, nick_key: str, rooms: dict[str, int], limit: int
+    ) -> list[StoredConversation]:
+        """The user's conversations, most recent first, with its read markers and how many
+        messages others sent after them. `rooms` maps its rooms to the last id before it
+        joined."""
+        ...
+
+    async def set_read(self, identity: str, conversation: str, msg_id: int) -> int:
+        """Move a read marker forward (never back); return where it stands now."""
         ...
 
     # rooms

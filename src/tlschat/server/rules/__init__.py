@@ -10,6 +10,7 @@ from typing import Any
 from tlschat.protocol import ClientFrame
 from tlschat.server.rules.admin import AdminRules
 from tlschat.server.rules.base import Context, FileService, Peer
+from tlschat.server.rules.conversations import ConversationRules
 from tlschat.server.rules.groups import GroupRules
 from tlschat.server.rules.messages import MessageRules
 from tlschat.server.rules.session import SessionRules
@@ -27,7 +28,8 @@ class Rules:
         self.ctx = ctx
         self.groups = GroupRules(ctx)
         self.messages = MessageRules(ctx)
-        self.session = SessionRules(ctx, self.groups.remove_member)
+        self.conversations = ConversationRules(ctx)
+        self.session = SessionRules(ctx, self.groups.remove_member, self.conversations)
         self.admin = AdminRules(ctx, self.session.passwords)
         self._handlers: dict[str, Handler] = {
             "hello": self.session.hello,
@@ -46,6 +48,8 @@ class Rules:
             "ban": self.admin.ban,
             "unban": self.admin.unban,
             "register": self.admin.register,
+            "conversations": self.conversations.conversations,
+            "read": self.conversations.read,
             "upload": self._files,
             "chunk": self._files,
             "download": self._files,
@@ -74,3 +78,10 @@ class Rules:
 
     async def expire_invitations(self) -> None:
         await self.groups.expire_invitations()
+
+    async def start(self) -> None:
+        """Once at start: guests' holds carry on from where the last run left them."""
+        await self.session.resume_holds()
+
+    def close(self) -> None:
+        self.session.close()

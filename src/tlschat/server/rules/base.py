@@ -3,6 +3,7 @@ registry, files) they are written against. No sockets, no SQL."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,7 +21,7 @@ from tlschat.protocol import (
 )
 from tlschat.server.hub import Hub
 from tlschat.server.registry import Registry, Room, User
-from tlschat.server.store import Store
+from tlschat.server.store import Store, StoredGuest
 
 if TYPE_CHECKING:
     from tlschat.config import ServerConfig
@@ -157,3 +158,12 @@ def room_seen_by(ctx: Context, user: User, name: str) -> Room:
     ):
         raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name[:40]}")
     return room
+
+
+async def held_guest(ctx: Context, nick_key: str) -> StoredGuest | None:
+    """The guest of this nick while it exists (online or held); None once its hold is over,
+    even before the job that ends it has run."""
+    guest = await ctx.store.get_guest(nick_key)
+    if guest is None or (guest.held_until is not None and guest.held_until <= time.time()):
+        return None
+    return guest

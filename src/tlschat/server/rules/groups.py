@@ -33,7 +33,7 @@ from tlschat.protocol import (
 from tlschat.server.coalesce import Coalescer
 from tlschat.server.fit import fit_rooms
 from tlschat.server.registry import Invitation, Room, User
-from tlschat.server.rules.base import Context, Peer, logged_in_user, room_seen_by
+from tlschat.server.rules.base import Context, Peer, held_guest, logged_in_user, room_seen_by
 from tlschat.server.rules.session import public_info, room_info
 from tlschat.server.store import StoredInvite, StoredMember
 
@@ -91,6 +91,9 @@ class GroupRules:
             online = self.ctx.hub.online(nick)
             if online is not None:
                 return online.nick, online.registered
+            guest = await held_guest(self.ctx, name_key(nick))
+            if guest is not None:  # held: it may come back within its hold
+                return guest.nick, False
         raise RequestError(ErrorCode.NO_SUCH_USER, f"no user {nick[:40]}")
 
     def _pending(self, room: Room | None, user: User) -> Invitation:
@@ -126,8 +129,8 @@ class GroupRules:
             raise RequestError(ErrorCode.ROOM_EXISTS, f"room {f.room} exists")
         room = Room(name=f.room, public=f.public, topic=f.topic)
         ctx.registry.add_room(room)
-        ctx.registry.add_member(room, user.nick, ctx.last_id, guest=not user.registered)
-        creator = StoredMember(user.key, user.nick, ctx.last_id) if user.registered else None
+        ctx.registry.add_member(room, user.nick, ctx.last_id)
+        creator = StoredMember(user.key, user.nick, ctx.last_id)
         await ctx.store.create_room(room.key, room.name, room.public, creator, room.topic)
         ctx.reply(peer, joined(room), f.ref)
         for nick, registered in invitees:
@@ -138,8 +141,7 @@ class GroupRules:
         key = name_key(nick)
         created = time.time()
         room.invites[key] = Invitation(nick=nick, by=by.nick, created=created)
-        if registered:
-            await self.ctx.store.add_invite(room.key, StoredInvite(key, by.nick, created))
+        await self.ctx.store.add_invite(room.key, StoredInvite(key, by.nick, created))
         self.ctx.deliver(Invited(room=room.name, by=by.nick, members=room.member_names()), [key])
 
     async def invite(self, peer: Peer, f: Invite) -> None:
@@ -196,9 +198,8 @@ class GroupRules:
     async def _add_member(self, peer: Peer, room: Room, ref: str | None) -> None:
         ctx = self.ctx
         user = logged_in_user(peer)
-        ctx.registry.add_member(room, user.nick, ctx.last_id, guest=not user.registered)
-        if user.registered:
-            await ctx.store.add_member(room.key, StoredMember(user.key, user.nick, ctx.last_id))
+        ctx.registry.add_member(room, user.nick, ctx.last_id)
+        await ctx.store.add_member(room.key, StoredMember(user.key, user.nick, ctx.last_id))
         room.kicked.pop(user.key, None)  # invited back after a kick: the kick is over
         ctx.reply(peer, joined(room), ref)
         self._announce(room, members=True)

@@ -18,7 +18,14 @@ from tlschat.protocol import (
 from tlschat.server import metrics
 from tlschat.server.fit import fit_history
 from tlschat.server.registry import Room, User
-from tlschat.server.rules.base import Context, Peer, address, logged_in_user, room_seen_by
+from tlschat.server.rules.base import (
+    Context,
+    Peer,
+    address,
+    held_guest,
+    logged_in_user,
+    room_seen_by,
+)
 from tlschat.server.store import NewMessage, StoredMessage
 
 
@@ -32,9 +39,19 @@ class MessageRules:
         if online is not None:
             return online.identity, online.nick
         account = await self.ctx.store.get_user(name_key(nick))
-        if account is None:
-            return None
-        return name_key(nick), account.nick
+        if account is not None:
+            return name_key(nick), account.nick
+        guest = await held_guest(self.ctx, name_key(nick))
+        if guest is not None:  # a held guest: messages to it are kept for its return
+            return guest.identity, guest.nick
+        return None
+
+    async def _identity_of(self, nick_key: str) -> str:
+        online = self.ctx.hub.online(nick_key)
+        if online is not None:
+            return online.identity
+        guest = await held_guest(self.ctx, nick_key)
+        return guest.identity if guest is not None else nick_key
 
     def _member_room(self, user: User, name: str) -> Room:
         room = room_seen_by(self.ctx, user, name)
@@ -69,8 +86,9 @@ class MessageRules:
         grant: tuple[str, ...] = ()
         if f.file is not None:
             meta = await ctx.files.meta_for_send(user, f.file)
-            # Every recipient, offline registered members too (their identity is their key).
-            grant = tuple(u.identity if (u := ctx.hub.online(k)) else k for k in recipients)
+            # Every recipient, offline members too (an account's identity is its key; a held
+            # guest's is looked up).
+            grant = tuple([await self._identity_of(k) for k in recipients])
             if dm is not None:
                 grant += dm
         ts = utc_timestamp()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +15,7 @@ from tlschat import __version__
 from tlschat.protocol import (
     PROTOCOL_VERSION,
     REPLAY_MAX,
+    ConversationInfo,
     ErrorCode,
     Hello,
     InviteInfo,
@@ -31,14 +36,20 @@ from tlschat.server.auth import Attempt, LoginThrottle, Passwords, RegistrationL
 from tlschat.server.fit import encode_with_online, fit_users, fit_welcome
 from tlschat.server.registry import Room, User
 from tlschat.server.rules.base import Context, Peer, logged_in_user
+from tlschat.server.rules.conversations import ConversationRules
 from tlschat.server.rules.messages import message_frames
+from tlschat.server.store import StoredGuest
 
 log = logging.getLogger("tlschat.server.rules")
 
 
 class SessionRules:
-    def __init__(self, ctx: Context, remove_member: Any) -> None:
+    def __init__(self, ctx: Context, remove_member: Any, conversations: ConversationRules) -> None:
         self.ctx = ctx
+        self.conversations = conversations
+        self._holds: dict[str, asyncio.TimerHandle] = {}
+        """Nick key -> the timer that ends that guest's hold."""
+        self._tasks: set[asyncio.Task[None]] = set()
         self.passwords = Passwords(ctx.config.hash_concurrency)
         cfg = ctx.config
         self.throttle = LoginThrottle(
@@ -70,6 +81,7 @@ class SessionRules:
         if peer.peer_cn is not None and key != name_key(peer.peer_cn):
             raise RequestError(ErrorCode.NICK_INVALID, f"your certificate is for {peer.peer_cn!r}")
         account = await ctx.store.get_user(key)
+        token: str | None = None
         if account is not None:
             if f.password is None:
                 raise RequestError(
@@ -80,16 +92,20 @@ class SessionRules:
         else:
             if ctx.hub.online(key) is not None:
                 raise RequestError(ErrorCode.NICK_TAKEN, f"{nick} is online")
-            if f.password is None:
-                if ctx.config.require_password:
-                    raise RequestError(
-                        ErrorCode.AUTH_REQUIRED,
-                        "this server has no guests: give a password to register",
-                    )
-                user = User(nick=nick, registered=False, last_delivered=ctx.last_id)
-            else:
+            guest = await self._live_guest(key)
+            if f.password is not None:
+                if guest is not None:
+                    raise RequestError(ErrorCode.NICK_TAKEN, f"{guest.nick} is held for its guest")
                 user = await self._register(peer, key, nick, f.password)
-        partners = await self._dm_partners(user) if user.registered else {}
+            elif ctx.config.require_password:
+                raise RequestError(
+                    ErrorCode.AUTH_REQUIRED,
+                    "this server has no guests: give a password to register",
+                )
+            else:
+                user, token = await self._guest(peer, key, nick, guest, f.resume)
+        partners = await self._dm_partners(user)
+        conversations = await self.conversations.of(user)
         # Awaits above let others in: check again before taking the nick.
         online = ctx.hub.online(key)
         if online is not None and not (online.registered and user.registered):
@@ -98,6 +114,7 @@ class SessionRules:
             return
         # From attach to the welcome being queued there is no await: no event can overtake it.
         user, first = ctx.hub.attach(user, peer)
+        self._cancel_hold(key)
         peer.logged_in(user)
         metrics.LOGINS.inc()
         log.info(
@@ -107,17 +124,126 @@ class SessionRules:
             "account" if user.registered else "guest",
             len(user.sessions),
         )
-        peer.deliver(self._welcome(user, partners, f.ref))
+        peer.deliver(self._welcome(user, partners, conversations, token, f.ref))
         peer.begin_replay()
         last = 0
         try:
             if first:
                 ctx.hub.broadcast(encode(Presence(nick=user.nick, online=True)))
-            if user.registered:  # a guest gets no offline delivery
-                after = f.last_seen if f.last_seen is not None else user.last_delivered
-                last = await self._replay(peer, user, after)
+            after = f.last_seen if f.last_seen is not None else user.last_delivered
+            last = await self._replay(peer, user, after)
         finally:
             peer.end_replay(last)
+
+    # --- guests and their hold -------------------------------------------------------------
+
+    async def _live_guest(self, key: str) -> StoredGuest | None:
+        """The guest holding this nick, if its hold has not ended (one that has is ended now)."""
+        guest = await self.ctx.store.get_guest(key)
+        if guest is None:
+            return None
+        if guest.held_until is not None and guest.held_until <= time.time():
+            await self.end_hold(key)
+            return None
+        return guest
+
+    async def _guest(
+        self, peer: Peer, key: str, nick: str, held: StoredGuest | None, resume: str | None
+    ) -> tuple[User, str]:
+        """A guest's user and its new `resume` token: the held one again if `resume` is its
+        latest token, else a new guest (or `nick_taken` while the nick is held)."""
+        ctx = self.ctx
+        if held is not None:
+            if resume is None:
+                raise RequestError(
+                    ErrorCode.NICK_TAKEN, f"{held.nick} is held for its guest (give its token)"
+                )
+            attempt = self.throttle.begin(key, peer.peer_ip)
+            if not isinstance(attempt, Attempt):
+                raise RequestError(
+                    ErrorCode.RATE_LIMITED,
+                    "too many failed logins",
+                    retry_after_ms=int(attempt * 1000) + 1,
+                )
+            if not hmac.compare_digest(_token_hash(resume), held.token_hash):
+                self.throttle.failed(attempt)
+                log.info("wrong resume token for guest %s from %s", key, peer.peer_ip)
+                raise RequestError(ErrorCode.NICK_TAKEN, f"{held.nick} is held for its guest")
+            self.throttle.succeeded(attempt)
+            user = User(
+                nick=held.nick,
+                registered=False,
+                identity=held.identity,
+                last_delivered=held.last_delivered,
+            )
+        else:
+            user = User(nick=nick, registered=False, last_delivered=ctx.last_id)
+        token = secrets.token_urlsafe(32)
+        await ctx.store.put_guest(
+            StoredGuest(
+                key, user.nick, user.identity, _token_hash(token), None, user.last_delivered
+            )
+        )
+        return user, token
+
+    def _schedule_hold_end(self, key: str, delay: float) -> None:
+        self._cancel_hold(key)
+        loop = asyncio.get_running_loop()
+        self._holds[key] = loop.call_later(max(0.0, delay), self._spawn_end_hold, key)
+
+    def _cancel_hold(self, key: str) -> None:
+        timer = self._holds.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _spawn_end_hold(self, key: str) -> None:
+        self._holds.pop(key, None)
+        task = asyncio.get_running_loop().create_task(self.end_hold(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ending a guest's hold failed: %s", task.exception())
+
+    async def end_hold(self, key: str) -> None:
+        """A held guest's hold is over: it leaves its groups, its invitations lapse, everyone is
+        told it is gone, and the nick is free (PROTOCOL.md "Session" → Guests)."""
+        ctx = self.ctx
+        guest = await ctx.store.get_guest(key)
+        if guest is None or guest.held_until is None or ctx.hub.online(key) is not None:
+            return  # came back, or already ended
+        if guest.held_until > time.time():
+            self._schedule_hold_end(key, guest.held_until - time.time())
+            return
+        for room in ctx.registry.rooms_of(key):
+            await self._remove_member(room, guest.nick)
+        for room in ctx.registry.rooms.values():
+            room.invites.pop(key, None)
+        await ctx.store.delete_guest(key, guest.identity)
+        log.info("guest %s is gone (its hold ended)", guest.nick)
+        ctx.hub.broadcast(encode(Presence(nick=guest.nick, online=False, gone=True)))
+
+    async def resume_holds(self) -> None:
+        """At start: guests online when the server stopped are held from now; holds that ended
+        while it was down end now; the others end when they are due."""
+        ctx = self.ctx
+        now = time.time()
+        await ctx.store.hold_online_guests(now + ctx.config.guest_hold)
+        for guest in await ctx.store.guests_held_until(float("inf")):
+            assert guest.held_until is not None
+            if guest.held_until <= now:
+                await self.end_hold(guest.nick_key)
+            else:
+                self._schedule_hold_end(guest.nick_key, guest.held_until - now)
+
+    def close(self) -> None:
+        for timer in self._holds.values():
+            timer.cancel()
+        self._holds.clear()
+        for task in self._tasks:
+            task.cancel()
 
     async def _check_password(self, peer: Peer, key: str, pw_hash: str, password: str) -> None:
         """Return if `password` is right, else refuse; the attempt counts from its start."""
@@ -174,7 +300,14 @@ class SessionRules:
             await peer.deliver_paced(encode(message), message.id)
         return frames[-1].id if frames else 0
 
-    def _welcome(self, user: User, partners: dict[str, str], ref: str | None) -> bytes:
+    def _welcome(
+        self,
+        user: User,
+        partners: dict[str, str],
+        conversations: list[ConversationInfo],
+        token: str | None,
+        ref: str | None,
+    ) -> bytes:
         ctx = self.ctx
         invites = ctx.registry.invitations_for(user.key, time.time(), ctx.config.invite_ttl)
         relevant = self._relevant(user, partners)
@@ -187,8 +320,10 @@ class SessionRules:
             rooms=tuple(room_info(room) for room in ctx.registry.rooms_of(user.key)),
             public_rooms=tuple(public_info(ctx)),
             invites=tuple(InviteInfo(room=room.name, by=inv.by) for room, inv in invites),
+            conversations=tuple(conversations),
             last_id=ctx.last_id,
             admin=ctx.is_admin(user),
+            resume=token,
         )
         return frame_bytes(
             encode_with_online(
@@ -202,8 +337,9 @@ class SessionRules:
     async def _dm_partners(self, user: User) -> dict[str, str]:
         """nick key -> nick of the accounts `user` has a direct conversation with."""
         identities = await self.ctx.store.dm_partners(user.identity)
-        # Guest identities start with "~": a guest's conversations end with its login.
-        return await self.ctx.store.registered_nicks(i for i in identities if not i.startswith("~"))
+        # Accounts and guests that still exist (a guest's identity dies with its hold).
+        found = await self.ctx.store.identity_nicks(identities)
+        return {name_key(nick): nick for nick in found.values()}
 
     def _relevant(self, user: User, partners: dict[str, str]) -> set[str]:
         """Nick keys of the people `user` shares a conversation with, and its own."""
@@ -271,11 +407,11 @@ class SessionRules:
             self._dirty.discard(user.key)
             await ctx.store.set_last_delivered({user.key: user.last_delivered})
         else:
-            # A guest's memberships and invitations end with its connection (PROTOCOL.md).
-            for room in list(ctx.registry.rooms.values()):
-                room.invites.pop(user.key, None)
-            for room in ctx.registry.rooms_of(user.key):
-                await self._remove_member(room, user.nick)
+            # The guest is held: its nick, groups, conversations and invitations stay for
+            # `--guest-hold` seconds, and survive a restart (PROTOCOL.md "Session" → Guests).
+            hold = ctx.config.guest_hold
+            await ctx.store.hold_guest(user.key, time.time() + hold, user.last_delivered)
+            self._schedule_hold_end(user.key, hold)
         ctx.hub.broadcast(encode(Presence(nick=user.nick, online=False)))
 
     # --- delivery marks ----------------------------------------------------------------------
@@ -313,3 +449,7 @@ def public_info(ctx: Context) -> list[PublicRoomInfo]:
         PublicRoomInfo(room=r.name, members=len(r.members), topic=r.topic)
         for r in ctx.registry.public_rooms()
     ]
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
