@@ -228,3 +228,24 @@ async def test_admin_may_kick_in_any_room(start_server: Any, dial: Dialer) -> No
     assert await bob.recv_type("left") == {"type": "left", "room": "Den", "by": "root"}
     members = await alice.recv_type("members")
     assert members["members"] == ["alice"]
+
+
+async def test_kick_no_rejoin_survives_a_restart(
+    start_server: Any, dial: Dialer, tmp_path: Any
+) -> None:
+    data = tmp_path / "keep"
+    server = await start_server(data_dir=data)
+    alice = await dial.open(server, "alice", PASSWORD)
+    bob = await dial.open(server, "bob", PASSWORD)
+    carol = await dial.open(server, "carol", PASSWORD)
+    await alice.request({"type": "create", "room": "Pub", "public": True})
+    await bob.request({"type": "join", "room": "Pub"})
+    await carol.request({"type": "join", "room": "Pub"})
+    assert (await alice.request({"type": "kick", "room": "Pub", "nick": "bob"}))["type"] == "ok"
+    await dial.close_all()
+    await server.close()
+    server = await start_server(data_dir=data)
+    bob = await dial.open(server, "bob", PASSWORD)
+    assert_error(await bob.request({"type": "join", "room": "Pub"}), "forbidden")
+    carol = await dial.open(server, "carol", PASSWORD)
+    assert (await carol.request({"type": "leave", "room": "Pub"}))["type"] == "left"

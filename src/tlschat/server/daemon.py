@@ -225,6 +225,7 @@ class ChatServer:
                 await self.store.delete_room(stored.room_key)
                 continue
             room = Room(name=stored.name, public=stored.public, topic=stored.topic)
+            room.kicked.update(stored.kicked)
             for member in stored.members:
                 room.members[member.nick_key] = member.nick
                 room.joined_after[member.nick_key] = member.joined_after

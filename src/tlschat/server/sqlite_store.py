@@ -139,10 +139,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (identity, conversation)
     ) WITHOUT ROWID;
     """,
-    # 5: room topics and bans (PROTOCOL.md "Groups" topic, "Administration" ban). A room's
-    # owner is not stored: it is the member who joined earliest (members.seq).
+    # 5: room topics, kicks and bans (PROTOCOL.md "Groups" topic and kick, "Administration"
+    # ban). A room's owner is not stored: it is the member who joined earliest (members.seq).
+    # A kick row keeps a user out of a public room until `until` (10 minutes); joining again
+    # (by an invitation) removes it.
     """
     ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+    CREATE TABLE kicks (
+        room_key TEXT NOT NULL REFERENCES rooms(room_key) ON DELETE CASCADE,
+        nick_key TEXT NOT NULL,
+        until REAL NOT NULL,
+        PRIMARY KEY (room_key, nick_key)
+    ) WITHOUT ROWID;
     CREATE TABLE bans (
         nick_key TEXT PRIMARY KEY,
         reason TEXT NOT NULL,
@@ -588,6 +596,11 @@ class SqliteStore:
             ):
                 if room_key in rooms:
                     rooms[room_key].invites.append(StoredInvite(nick_key, by, created))
+            for room_key, nick_key, until in c.execute(
+                "SELECT room_key, nick_key, until FROM kicks WHERE until > ?", (time.time(),)
+            ):
+                if room_key in rooms:
+                    rooms[room_key].kicked[nick_key] = until
             return list(rooms.values())
 
         return await self._read(read)
@@ -617,6 +630,16 @@ class SqliteStore:
         await self._write(
             lambda c: c.execute("UPDATE rooms SET topic = ? WHERE room_key = ?", (topic, room_key))
         )
+
+    async def add_kick(self, room_key: str, nick_key: str, until: float) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM kicks WHERE until <= ?", (time.time(),))
+            c.execute(
+                "INSERT OR REPLACE INTO kicks (room_key, nick_key, until) VALUES (?, ?, ?)",
+                (room_key, nick_key, until),
+            )
+
+        await self._write(write)
 
     async def bans(self) -> dict[str, str]:
         return await self._read(
@@ -843,6 +866,7 @@ def _add_member(c: sqlite3.Connection, room_key: str, member: StoredMember) -> N
     c.execute(
         "DELETE FROM invites WHERE room_key = ? AND nick_key = ?", (room_key, member.nick_key)
     )
+    c.execute("DELETE FROM kicks WHERE room_key = ? AND nick_key = ?", (room_key, member.nick_key))
 
 
 def _insert_message(c: sqlite3.Connection, m: NewMessage) -> int:

@@ -107,6 +107,8 @@ class StoredRoom:
     members: list[StoredMember] = field(default_factory=list)
     invites: list[StoredInvite] = field(default_factory=list)
     topic: str = ""
+    kicked: dict[str, float] = field(default_factory=dict)
+    """nick key -> until when a user kicked from this public room may not join it again."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,10 @@ class Store(Protocol):
         topic: str = "",
     ) -> None: ...
     async def set_topic(self, room_key: str, topic: str) -> None: ...
+    async def add_kick(self, room_key: str, nick_key: str, until: float) -> None:
+        """Keep `nick_key` out of a public room until `until`; `add_member` ends it."""
+        ...
+
     async def delete_room(self, room_key: str) -> None:
         """The room, its members, invitations and its whole history."""
         ...

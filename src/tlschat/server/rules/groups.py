@@ -240,7 +240,9 @@ class GroupRules:
             raise RequestError(ErrorCode.NOT_MEMBER, f"{f.nick[:40]} is not in {room.name}")
         nick = room.members[target_key]
         if room.public:
-            room.kicked[target_key] = time.time() + KICK_NO_REJOIN
+            until = time.time() + KICK_NO_REJOIN
+            room.kicked[target_key] = until
+            await ctx.store.add_kick(room.key, target_key, until)
         reason = f.reason or None
         ctx.deliver(Left(room=room.name, by=user.nick, reason=reason), [target_key])
         peer.send(Ok(ref=f.ref))
