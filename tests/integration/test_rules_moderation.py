@@ -210,6 +210,11 @@ async def test_closed_registration_and_admin_register(start_server: Any, dial: D
         await root.request({"type": "register", "nick": "Dave", "password": "other"}),
         "nick_taken",
     )
+    # a guest's nick (online, or within its hold) is taken too
+    assert_error(
+        await root.request({"type": "register", "nick": "GUS", "password": "other"}),
+        "nick_taken",
+    )
     dave = await dial.open(server, "dave", PASSWORD)
     assert dave.welcome["nick"] == "dave"
     assert_error(await (await dial.open(server)).hello("dave", "wrong"), "auth_failed")

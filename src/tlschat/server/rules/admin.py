@@ -72,7 +72,9 @@ class AdminRules:
         if not f.password:
             raise RequestError(ErrorCode.BAD_REQUEST, "member 'password': must not be empty")
         key = name_key(f.nick)
-        if await self.ctx.store.get_user(key) is not None or self.ctx.hub.online(key):
+        store = self.ctx.store
+        # An account, a guest online, or a guest within its hold: the nick is someone's.
+        if await store.get_user(key) is not None or await store.get_guest(key) is not None:
             raise RequestError(ErrorCode.NICK_TAKEN, f"{f.nick} exists")
         pw_hash = await self.passwords.hash(f.password)
         if not await self.ctx.store.create_user(key, f.nick, pw_hash):
