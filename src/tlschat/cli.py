@@ -1,5 +1,5 @@
-"""The `tlschat` command line: serve | tui | send | tail | admin | trust | forget | backup |
-gen-certs. Heavy imports stay lazy."""
+"""The `tlschat` command line: serve | tui | send | tail | get | admin | trust | forget |
+backup | gen-certs. Heavy imports stay lazy."""
 
 from __future__ import annotations
 
@@ -11,40 +11,13 @@ from typing import Any, NoReturn
 import click
 
 from tlschat import __version__
+from tlschat.address import AddressError, parse_hostport
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback."""
     click.echo(f"tlschat: {message}", err=True)
     sys.exit(code)
-
-
-def parse_hostport(value: str, default_port: int = 7700) -> tuple[str, int]:
-    """`host:port`, `[::1]:port` or `host` (default port); raise click.BadParameter otherwise."""
-    text = value.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise click.BadParameter(f"{value!r}: missing ']' in IPv6 address")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise click.BadParameter(f"{value!r}: expected HOST:PORT")
-            port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    elif ":" in text:
-        raise click.BadParameter(f"{value!r}: write IPv6 addresses as [ADDR]:PORT")
-    if not host:
-        raise click.BadParameter(f"{value!r}: missing host")
-    if port_text == "":
-        if text.endswith(":"):
-            raise click.BadParameter(f"{value!r}: missing port after ':'")
-        return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise click.BadParameter(f"{value!r}: port must be a number from 1 to 65535")
-    return host, int(port_text)
 
 
 def read_password(password_env: str | None) -> str | None:
@@ -210,24 +183,42 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 def tui(
     address: str | None, nick: str | None, cafile: Path | None, password_env: str | None
 ) -> None:
-    """The terminal client. Without arguments it opens a connect screen."""
+    """The terminal client. Without arguments it connects as the config file says
+    (client.toml in the user's config dir), or opens a connect screen."""
     host: str | None = None
     port: int | None = None
     if address:
         try:
             host, port = parse_hostport(address)
-        except click.BadParameter as exc:
-            fail(exc.message)
+        except AddressError as exc:
+            fail(str(exc))
     password = read_password(password_env)
+    from tlschat.client.settings import SettingsError, load
+
+    try:
+        settings = load()
+    except SettingsError as exc:
+        fail(str(exc))
     from tlschat.tui.app import run_tui
 
-    sys.exit(run_tui(host=host, port=port, nick=nick, cafile=cafile, password=password))
+    sys.exit(
+        run_tui(
+            host=host, port=port, nick=nick, cafile=cafile, password=password, settings=settings
+        )
+    )
 
 
 @cli.command()
 @click.argument("address")
 @click.argument("nick")
 @click.option("--to", "to", required=True, help="@nick or #room")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="attach this file (an image shows inline in the TUI)",
+)
 @click.option(
     "--cafile", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None
 )
@@ -239,20 +230,28 @@ def send(
     address: str,
     nick: str,
     to: str,
+    file: Path | None,
     cafile: Path | None,
     password_env: str | None,
     text: tuple[str, ...],
 ) -> None:
-    """Send one message (TEXT, or standard input) and exit."""
+    """Send one message (TEXT, or standard input; with --file, TEXT is optional) and exit."""
     try:
         host, port = parse_hostport(address)
-    except click.BadParameter as exc:
-        fail(exc.message)
-    body = " ".join(text) if text else sys.stdin.read().rstrip("\n")
+    except AddressError as exc:
+        fail(str(exc))
+    if text:
+        body = " ".join(text)
+    elif file is not None:
+        body = ""  # a file alone: never wait on a terminal's standard input
+    else:
+        body = sys.stdin.read().rstrip("\n")
     password = read_password(password_env)
     from tlschat.client.headless import run_send
 
-    sys.exit(run_send(host, port, nick, to=to, text=body, cafile=cafile, password=password))
+    sys.exit(
+        run_send(host, port, nick, to=to, text=body, cafile=cafile, password=password, file=file)
+    )
 
 
 @cli.command()
@@ -277,8 +276,8 @@ def tail(
     """Print messages as they arrive."""
     try:
         host, port = parse_hostport(address)
-    except click.BadParameter as exc:
-        fail(exc.message)
+    except AddressError as exc:
+        fail(str(exc))
     password = read_password(password_env)
     from tlschat.client.headless import run_tail
 
@@ -345,8 +344,8 @@ def admin(
     6 refused by the server."""
     try:
         host, port = parse_hostport(address)
-    except click.BadParameter as exc:
-        fail(exc.message)
+    except AddressError as exc:
+        fail(str(exc))
     wanted = _ADMIN_ACTIONS[action]
     if len(args) != wanted:
         fail(f"admin {action} takes {wanted} argument(s), not {len(args)} (see 'tlschat admin -h')")
@@ -379,8 +378,8 @@ def trust(address: str, fingerprint: str | None) -> None:
     """Pin the certificate HOST:PORT presents in the known-hosts file (what the TUI asks)."""
     try:
         host, port = parse_hostport(address)
-    except click.BadParameter as exc:
-        fail(exc.message)
+    except AddressError as exc:
+        fail(str(exc))
     from tlschat.client.headless import run_trust
 
     sys.exit(run_trust(host, port, fingerprint=fingerprint))
@@ -392,8 +391,8 @@ def forget(address: str) -> None:
     """Remove HOST:PORT from the known-hosts file."""
     try:
         host, port = parse_hostport(address)
-    except click.BadParameter as exc:
-        fail(exc.message)
+    except AddressError as exc:
+        fail(str(exc))
     from tlschat.client.headless import run_forget
 
     sys.exit(run_forget(host, port))
@@ -419,6 +418,56 @@ def backup(data_dir: Path, dest: Path) -> None:
     click.echo(
         f"backup of {data_dir} in {dest}: {result.messages} messages, {result.files} files;"
         " integrity check ok"
+    )
+
+
+@cli.command()
+@click.argument("address")
+@click.argument("nick")
+@click.argument("file_id")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="where to write it (a file or a folder; '-' is standard output); default: its name here",
+)
+@click.option(
+    "--sha256", default=None, help="the file's SHA-256, when its message is not in recent history"
+)
+@click.option(
+    "--cafile", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None
+)
+@click.option(
+    "--password-env", default=None, help="name of the environment variable holding the password"
+)
+def get(
+    address: str,
+    nick: str,
+    file_id: str,
+    output: str | None,
+    sha256: str | None,
+    cafile: Path | None,
+    password_env: str | None,
+) -> None:
+    """Download a file you may read (its id from `tail`), verified against its SHA-256."""
+    try:
+        host, port = parse_hostport(address)
+    except AddressError as exc:
+        fail(str(exc))
+    password = read_password(password_env)
+    from tlschat.client.headless import run_get
+
+    sys.exit(
+        run_get(
+            host,
+            port,
+            nick,
+            file_id=file_id,
+            output=output,
+            sha256=sha256,
+            cafile=cafile,
+            password=password,
+        )
     )
 
 

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from tests.integration.helpers_rules import Dialer, assert_error, drain, drain_all, say
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-async def dial(client_ctx: ssl.SSLContext) -> AsyncIterator[Dialer]:
-    dialer = Dialer(client_ctx)
-    yield dialer
-    await dialer.close_all()
+pytestmark = pytest.mark.usefixtures("conformance")
 
 
 async def _guest_in_two_groups(server: Any, dial: Dialer) -> tuple[Any, Any, str]:

@@ -339,6 +339,20 @@ async def test_tail_with_filters_one_conversation(
     assert code == 0
 
 
+async def restart(server: Any, start_server: Any, events: Collector) -> None:
+    """Restart the server on its port; return once the client behind `events` is back."""
+    port = server.port
+    await server.close()
+    await start_server(port=port)
+    lost = await events.index(
+        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.RECONNECTING
+    )
+    await events.index(
+        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.CONNECTED,
+        start=lost,
+    )
+
+
 async def test_tail_reconnects_after_a_restart(
     server: Any,
     start_server: Any,
@@ -359,16 +373,7 @@ async def test_tail_reconnects_after_a_restart(
     first = await bob.send_message("@alice", "before")
     assert json.loads(await tail.line())["id"] == first.id
 
-    port = server.port
-    await server.close()
-    await start_server(port=port)
-    lost = await bob_events.index(
-        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.RECONNECTING
-    )
-    await bob_events.index(
-        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.CONNECTED,
-        start=lost,
-    )
+    await restart(server, start_server, bob_events)
     second = await bob.send_message("@alice", "after")  # stored if alice is not back yet
     assert json.loads(await tail.line(seconds=20))["id"] == second.id
     code, err = await tail.interrupt()
@@ -393,6 +398,165 @@ async def test_tail_unreachable_server(cert_files: Any, env: dict[str, str]) -> 
         _, err = await tail.proc.communicate()
     assert tail.proc.returncode == 5
     assert "cannot connect" in assert_one_clean_line(err.decode())
+
+
+# --- files: send --file, tail, get ---------------------------------------------------------------
+
+
+async def tlschat_raw(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> tuple[int, bytes, str]:
+    """Run `tlschat ARGS...` in `cwd`; (exit code, stdout as bytes, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tlschat", *args, cwd=cwd, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(timeout(30)):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out, err.decode()
+
+
+def png_bytes(width: int = 64, height: int = 48, color: str = "red") -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_send_file_tail_json_get_round_trip(
+    server: Any,
+    cert_files: Any,
+    chat: Any,
+    env: dict[str, str],
+    tails: list[Tail],
+    tmp_path: Path,
+) -> None:
+    original = png_bytes()
+    picture = tmp_path / "red.png"
+    picture.write_bytes(original)
+    hostport, ca = f"{HOST}:{server.port}", str(cert_files.ca)
+    # Registered users: several sessions at once (tail and get), conversations that outlast them.
+    env = {**env, "ALICE_PW": PASSWORD, "ERIN_PW": PASSWORD}
+    _bob, bob_events = await chat("bob")
+    json_tail = await Tail.start(
+        hostport, "alice", "--json", "--password-env", "ALICE_PW", "--cafile", ca, env=env
+    )
+    tails.append(json_tail)
+    await bob_events.online("alice")
+    plain_tail = await Tail.start(hostport, "carol", "--cafile", ca, env=env)
+    tails.append(plain_tail)
+    await bob_events.online("carol")
+
+    code, out, err = await tlschat(
+        "send", hostport, "erin", "--password-env", "ERIN_PW", "--to", "@alice", "--file", str(picture), "--cafile", ca,
+        "a", "red", "one", env=env,
+    )  # fmt: skip
+    assert (code, out, err) == (0, "", "")
+    frame = json.loads(await json_tail.line())
+    meta = frame["file"]
+    assert frame["text"] == "a red one"
+    assert set(meta) == {"id", "name", "size", "mime", "sha256", "width", "height"}
+    assert (meta["name"], meta["size"], meta["mime"]) == ("red.png", len(original), "image/png")
+    assert (meta["width"], meta["height"]) == (64, 48)
+
+    # A file alone (no text, nothing read from stdin), and the plain line of `tail`.
+    code, _, err = await tlschat(
+        "send",
+        hostport,
+        "erin",
+        "--password-env",
+        "ERIN_PW",
+        "--to",
+        "@carol",
+        "--file",
+        str(picture),
+        "--cafile",
+        ca,
+        env=env,
+    )
+    assert (code, err) == (0, "")
+    line = await plain_tail.line()
+    assert re.fullmatch(
+        r"\[\d\d:\d\d:\d\d\] erin -> @carol: \[file: red\.png \(image/png, \d+ B, 64x48\) id \S+\]",
+        line,
+    ), line
+
+    # alice downloads it: to a path, to stdout, and by default under its own name.
+    target = tmp_path / "got.png"
+    code, out, err = await tlschat(
+        "get",
+        hostport,
+        "alice",
+        meta["id"],
+        "--password-env",
+        "ALICE_PW",
+        "-o",
+        str(target),
+        "--cafile",
+        ca,
+        env=env,
+    )
+    assert (code, out, err) == (0, "", "")
+    assert target.read_bytes() == original
+    assert not list(tmp_path.glob("*.part"))  # noqa: ASYNC240 - a test's own check
+
+    alice_get = ("get", hostport, "alice", meta["id"], "--password-env", "ALICE_PW", "--cafile", ca)
+    code, raw, err = await tlschat_raw(*alice_get, "-o", "-", env=env)
+    assert (code, err) == (0, "")
+    assert raw == original
+
+    workdir = tmp_path / "here"
+    workdir.mkdir()
+    code, _, err = await tlschat_raw(*alice_get, env=env, cwd=workdir)
+    assert (code, err) == (0, "")
+    assert (workdir / "red.png").read_bytes() == original
+    # ... and never over an existing file without -o.
+    code, _, err = await tlschat_raw(*alice_get, env=env, cwd=workdir)
+    assert code != 0
+    assert "exists" in assert_one_clean_line(err)
+
+    # Someone who never received it may not download it.
+    code, _, err = await tlschat(
+        "get", hostport, "dave", meta["id"], "--sha256", meta["sha256"], "-o", "-",
+        "--cafile", ca, env=env,
+    )  # fmt: skip
+    assert code != 0
+    assert "may not download" in assert_one_clean_line(err)
+
+
+async def test_send_file_errors_are_one_line(
+    start_server: Any, cert_files: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    server = await start_server(max_upload=1000)
+    hostport, ca = f"{HOST}:{server.port}", str(cert_files.ca)
+    base = ("send", hostport, "bob", "--to", "@bob", "--cafile", ca)
+
+    code, _, err = await tlschat(*base, "--file", str(tmp_path / "missing.png"), env=env)
+    assert code != 0
+    assert "no such file" in assert_one_clean_line(err)
+
+    code, _, err = await tlschat(*base, "--file", str(tmp_path), env=env)
+    assert code != 0
+    assert "is a folder" in assert_one_clean_line(err)
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 5000)
+    code, _, err = await tlschat(*base, "--file", str(big), env=env)
+    assert code != 0
+    line = assert_one_clean_line(err)
+    assert "too large" in line
+    assert "1000 B" in line
+
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(png_bytes()[:40] + b"garbage" * 10)
+    code, _, err = await tlschat(*base, "--file", str(fake), env=env)
+    assert code != 0
+    assert "not a valid image" in assert_one_clean_line(err)
 
 
 async def test_a_guest_tail_bot_keeps_its_groups_across_restarts(
@@ -431,16 +595,7 @@ async def test_a_guest_tail_bot_keeps_its_groups_across_restarts(
     first = await bob.send_message("#ops", "to the bot")
     assert json.loads(await tail.line(seconds=20))["id"] == first.id
 
-    port = server.port
-    await server.close()
-    await start_server(port=port)
-    lost = await bob_events.index(
-        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.RECONNECTING
-    )
-    await bob_events.index(
-        lambda e: isinstance(e, StateChanged) and e.state is ConnectionState.CONNECTED,
-        start=lost,
-    )
+    await restart(server, start_server, bob_events)
     second = await bob.send_message("#ops", "after the restart")
     assert json.loads(await tail.line(seconds=20))["id"] == second.id
     code, err = await tail.interrupt()

@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,7 @@ from tlschat import tls
 from tlschat.server.daemon import listen_port
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-async def dial(client_ctx: ssl.SSLContext) -> AsyncIterator[Dialer]:
-    dialer = Dialer(client_ctx)
-    yield dialer
-    await dialer.close_all()
+pytestmark = pytest.mark.usefixtures("conformance")
 
 
 # --- 1. silent connections from many addresses -----------------------------------------------

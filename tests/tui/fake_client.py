@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from tlschat import protocol
@@ -55,6 +56,8 @@ class FakeClient:
         self.store: dict[str, list[protocol.Message]] = {}
         """Messages by conversation, as `history()` serves them."""
         self.members: dict[str, list[str]] = {room.casefold(): list(m) for room, m in rooms}
+        self.users = [nick, *(n for n, _ in users)]
+        """Every user the fake server knows: `history` of anyone else is `no_such_user`."""
         self.welcome = protocol.Welcome(
             nick=nick,
             server="tlschat/0.1.0",
@@ -65,6 +68,11 @@ class FakeClient:
             invites=tuple(protocol.InviteInfo(room=r, by=b) for r, b in invites),
             last_id=0,
         )
+        self.files: dict[str, bytes] = {}
+        self.metas: dict[str, protocol.FileMeta] = {}
+        self.upload_gate: asyncio.Event | None = None
+        """When set, uploads wait for it after their first chunk (to test cancelling)."""
+        self.progress: list[tuple[int, int]] = []
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._next_id = self.last_seen + 1
         self._minute = 0
@@ -98,6 +106,51 @@ class FakeClient:
         message = self.make_message(sender, to, text, **kwargs)
         self.push(message)
         return message
+
+    def add_file(self, name: str, data: bytes) -> protocol.FileMeta:
+        """Store a file as the server would (pictures get their dimensions); its metadata."""
+        import hashlib
+        import io
+
+        width = height = None
+        mime = "application/octet-stream"
+        if data.startswith((b"\x89PNG", b"\xff\xd8", b"GIF8", b"RIFF")):
+            from PIL import Image
+
+            try:
+                with Image.open(io.BytesIO(data)) as img:
+                    img.load()
+                    width, height = img.size
+                    mime = Image.MIME.get(img.format or "", "image/png")
+            except Exception:
+                raise protocol.RequestFailed("bad_file", "not a valid image") from None
+        file_id = f"file{len(self.metas) + 1}"
+        meta = protocol.FileMeta(
+            id=file_id,
+            name=name,
+            size=len(data),
+            mime=mime,
+            sha256=hashlib.sha256(data).hexdigest(),
+            width=width,
+            height=height,
+        )
+        self.files[file_id] = data
+        self.metas[file_id] = meta
+        return meta
+
+    def receive_file(
+        self, sender: str, to: str, name: str, data: bytes, text: str = "", **kwargs: Any
+    ) -> protocol.Message:
+        """Push a message carrying a file from someone else."""
+        meta = self.add_file(name, data)
+        message = self.make_message(sender, to, text, **kwargs).model_copy(update={"file": meta})
+        self._replace_stored(message)
+        self.push(message)
+        return message
+
+    def _replace_stored(self, message: protocol.Message) -> None:
+        stored = self.store[self._conversation(message)]
+        stored[-1] = message
 
     def _conversation(self, message: protocol.Message) -> str:
         if message.to.startswith("#"):
@@ -144,16 +197,27 @@ class FakeClient:
                 self.last_seen = max(self.last_seen, event.id)
             yield event
 
-    async def send_message(self, to: str, text: str) -> protocol.Message:
-        self._record("send_message", to, text)
+    async def send_message(self, to: str, text: str, file: str | None = None) -> protocol.Message:
+        self._record("send_message", to, text, *((file,) if file else ()))
         message = self.make_message(self.nick, to, text)
+        if file is not None:
+            message = message.model_copy(update={"file": self.metas[file]})
+            self._replace_stored(message)
         self.push(message)  # the echo
         return message
+
+    def knows(self, nick: str) -> bool:
+        everyone = {n.casefold() for n in self.users}
+        everyone |= {m.casefold() for members in self.members.values() for m in members}
+        everyone |= {m.from_.casefold() for ms in self.store.values() for m in ms}
+        return nick.casefold() in everyone
 
     async def history(
         self, with_: str, before: int | None = None, limit: int = 50
     ) -> protocol.History:
         self._record("history", with_, before)
+        if with_.startswith("@") and not self.knows(with_[1:]):
+            raise protocol.RequestFailed("no_such_user", f"no user {with_[1:]}")
         messages = [
             m for m in self.store.get(with_.casefold(), []) if before is None or m.id < before
         ]
@@ -164,6 +228,7 @@ class FakeClient:
         self, room: str, *, public: bool = False, invite: Sequence[str] = ()
     ) -> protocol.Joined:
         self._record("create_room", room, tuple(invite))
+        self.public_created = public
         self.members[room.casefold()] = [self.nick]
         joined = protocol.Joined(room=room, members=(self.nick,), public=public)
         self.push(joined)
@@ -204,3 +269,27 @@ class FakeClient:
 
     async def kick(self, room: str, nick: str, reason: str | None = None) -> None:
         self._record("kick", room, nick)
+
+    async def upload_file(
+        self, path: Path, *, progress: Callable[[int, int], None] | None = None
+    ) -> protocol.FileMeta:
+        data = await asyncio.to_thread(Path(path).read_bytes)
+        self._record("upload_file", Path(path).name, len(data))
+        if len(data) > self.welcome.limits.max_upload:
+            raise protocol.RequestFailed("too_large", "too large")
+        half = len(data) // 2
+        for done in (half, len(data)):
+            if progress is not None:
+                progress(done, len(data))
+            self.progress.append((done, len(data)))
+            if self.upload_gate is not None and done == half:
+                await self.upload_gate.wait()
+        return self.add_file(Path(path).name, data)
+
+    async def download_to(
+        self, file_id: str, path: Path, *, meta: protocol.FileMeta | None = None
+    ) -> None:
+        self._record("download_to", file_id)
+        if file_id not in self.files:
+            raise protocol.RequestFailed("no_such_file", "no such file")
+        await asyncio.to_thread(Path(path).write_bytes, self.files[file_id])

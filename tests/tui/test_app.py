@@ -37,7 +37,7 @@ def fake(**kwargs: Any) -> FakeClient:
 
 async def type_line(pilot: Any, text: str) -> None:
     screen = pilot.app.screen
-    screen.query_one("#composer", Input).focus()
+    screen.query_one("#composer").focus()
     await pilot.press(*text, "enter")
 
 
@@ -367,8 +367,18 @@ async def test_presence_updates_sidebar() -> None:
         await wait_for(pilot, lambda: "● carol" in "\n".join(sidebar_rows(screen)), "carol online")
         client.push(protocol.Presence(nick="dave", online=True))  # someone new
         await wait_for(pilot, lambda: "● dave" in "\n".join(sidebar_rows(screen)), "dave listed")
+        client.push(protocol.Presence(nick="carol", online=False))  # listed offline: known
+        await wait_for(pilot, lambda: "○ carol" in "\n".join(sidebar_rows(screen)), "carol offline")
+        # Someone we share nothing with (a guest passing by) goes from the list when it leaves.
+        client.push(protocol.Presence(nick="dave", online=False))
+        await wait_for(pilot, lambda: "dave" not in "\n".join(sidebar_rows(screen)), "dave gone")
+        # A DM partner stays, offline; `gone` (a guest's hold ended) drops anyone.
+        client.receive("alice", "@bob", "bye for now")
+        await wait_for(pilot, lambda: screen.pane_for("@alice") is not None, "alice's pane")
         client.push(protocol.Presence(nick="alice", online=False))
         await wait_for(pilot, lambda: "○ alice" in "\n".join(sidebar_rows(screen)), "alice offline")
+        client.push(protocol.Presence(nick="carol", online=False, gone=True))
+        await wait_for(pilot, lambda: "carol" not in "\n".join(sidebar_rows(screen)), "carol gone")
 
 
 async def test_connection_states_are_shown() -> None:
@@ -393,16 +403,16 @@ async def test_connection_states_are_shown() -> None:
         assert status.has_class("-closed")
 
 
-async def test_request_errors_become_notifications() -> None:
+async def test_request_errors_become_notifications_in_words() -> None:
     client = fake()
-    client.fail["send_message"] = protocol.RequestFailed("no_such_user", "no user named zed")
+    client.fail["send_message"] = protocol.RequestFailed("rate_limited", "slow down", 2000)
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await main_screen(pilot)
-        await type_line(pilot, "/msg zed hi")
-        await wait_for(pilot, lambda: any("no user named zed" in n for n in app.notes), "the error")
-        assert any("no_such_user" in n for n in app.notes)
-        assert not any("Traceback" in n for n in app.notes)
+        await type_line(pilot, "/msg alice hi")
+        await wait_for(pilot, lambda: app.notes, "the error")
+        assert app.notes[-1] == "Too fast: the server asks you to wait 2 seconds."
+        assert not any("rate_limited" in n or "Traceback" in n for n in app.notes)
         assert app.is_running
 
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
 
 from tests.tui.helpers import RecordingApp, log_of, main_screen, make_app, sidebar_rows, wait_for
 from tlschat import protocol
 from tlschat.client import Backoff, ChatClient, StateChanged
 from tlschat.tui.screens.main import MainScreen
+from tlschat.tui.widgets.composer import Composer
 from tlschat.tui.widgets.invitation_bar import InvitationBar
 
 SIZE = (100, 30)
@@ -83,7 +83,7 @@ def tui(
 
 
 async def type_line(pilot: Pilot[Any], text: str) -> None:
-    pilot.app.screen.query_one("#composer", Input).focus()
+    pilot.app.screen.query_one("#composer").focus()
     await pilot.press(*text, "enter")
 
 
@@ -208,9 +208,16 @@ async def test_presence_in_sidebar(
     async with app.run_test(size=SIZE) as pilot:
         screen = await main_screen(pilot)
         carol = await peer("carol")
+        dave = await peer("dave")
         await wait_for(pilot, lambda: "● carol" in "\n".join(sidebar_rows(screen)), "carol online")
+        await carol.client.send_message("@bob", "hi")  # a conversation: carol stays listed
+        await wait_for(pilot, lambda: screen.pane_for("@carol") is not None, "carol's DM")
         await carol.close()
         await wait_for(pilot, lambda: "○ carol" in "\n".join(sidebar_rows(screen)), "carol offline")
+        # dave shares nothing with bob: when he leaves, he leaves the list (issue 14).
+        await wait_for(pilot, lambda: "● dave" in "\n".join(sidebar_rows(screen)), "dave online")
+        await dave.close()
+        await wait_for(pilot, lambda: "dave" not in "\n".join(sidebar_rows(screen)), "dave gone")
 
 
 async def test_history_loads_on_demand(
@@ -230,7 +237,7 @@ async def test_history_loads_on_demand(
         log = log_of(screen, "@alice")
         await wait_for(pilot, lambda: len(log.message_ids) == 50, "the newest page")
         # Keyboard only, from the input line: page up until the beginning of the conversation.
-        assert isinstance(app.focused, Input)
+        assert isinstance(app.focused, Composer)
         for _ in range(100):
             if not log.more:
                 break

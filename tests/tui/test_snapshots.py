@@ -129,6 +129,75 @@ def test_invitation_notification(snap_compare: SnapCompare, size: tuple[int, int
     assert snap_compare(app_for(client), terminal_size=size, run_before=run_before)
 
 
+def test_connect_screen_with_error_at_80x24(snap_compare: SnapCompare) -> None:
+    """Nothing is cut off: the Connect button stays on screen under a two-line error."""
+
+    def factory(params: ConnectParams, ask: Any) -> FakeClient:
+        return FakeClient(
+            params.nick,
+            connect_errors=[ConnectionRefusedError(111, "Connection refused by the host")],
+        )
+
+    app = app_for(
+        client_factory=factory,
+        host="a-rather-long-host-name.chat.example.org",
+        port=7700,
+        nick="bob",
+    )
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: pilot.app.screen.query(".-visible"), "the error")
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_folded_sidebar_at_60x20(snap_compare: SnapCompare) -> None:
+    """Below 100 columns the sidebar and the member list fold away: the log keeps the width."""
+    client = team_client()
+    assert snap_compare(
+        app_for(client), terminal_size=(60, 20), run_before=with_dm_and_group(client)
+    )
+
+
+def test_sidebar_overlay_at_60x20(snap_compare: SnapCompare) -> None:
+    """ctrl+b shows the folded sidebar over the log; long names end in an ellipsis."""
+    client = team_client()
+    client.members["another_long_group_name_x"] = ["bob"]
+    client.welcome = client.welcome.model_copy(
+        update={
+            "rooms": (
+                *client.welcome.rooms,
+                protocol.RoomInfo(room="another_long_group_name_x", members=("bob",)),
+            )
+        }
+    )
+    setup = with_dm_and_group(client)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await setup(pilot)
+        await pilot.press("ctrl+b")
+        screen = await main_screen(pilot)
+        await wait_for(pilot, lambda: screen.sidebar.region.width > 0, "the overlay")
+        await pilot.pause()
+
+    assert snap_compare(app_for(client), terminal_size=(60, 20), run_before=run_before)
+
+
+def test_multi_line_composer_and_counter(snap_compare: SnapCompare) -> None:
+    """A three-line draft grows the input box; near max_text a counter shows the length."""
+    client = team_client()
+    setup = with_dm_and_group(client)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await setup(pilot)
+        screen = await main_screen(pilot)
+        screen.composer.value = "first line\nsecond line\n" + "x" * 3650
+        await wait_for(pilot, lambda: screen.query_one("#counter").display, "the counter")
+        await pilot.pause()
+
+    assert snap_compare(app_for(client), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_trust_question(snap_compare: SnapCompare) -> None:
     fingerprint = ":".join(f"{n:02X}" for n in range(32))
 
@@ -155,3 +224,38 @@ def test_changed_fingerprint_refusal(snap_compare: SnapCompare) -> None:
         await wait_for(pilot, lambda: pilot.app.screen.query("#changed-quit"), "the refusal")
 
     assert snap_compare(app_for(client), run_before=run_before)
+
+
+def test_create_dialog_fits_60x20(snap_compare: SnapCompare) -> None:
+    """ctrl+g: name, private or public, invitees and the buttons, all within 60×20."""
+    client = team_client()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await main_screen(pilot)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: pilot.app.screen.query("#create-ok"), "the dialog")
+        await pilot.press(*"release")
+        await pilot.pause()
+
+    assert snap_compare(app_for(client), terminal_size=(60, 20), run_before=run_before)
+
+
+def test_members_overlay_with_pending_invitations_at_60x20(snap_compare: SnapCompare) -> None:
+    """alt+m shows a group's members over the log; people invited are listed as pending."""
+    client = team_client()
+    setup = with_dm_and_group(client)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await setup(pilot)
+        screen = await main_screen(pilot)
+        screen.state.note_invited("team", "dave")
+        screen.members_changed("team")
+        await pilot.press("alt+m")
+        pane = screen.pane_for("#team")
+        assert pane is not None
+        assert pane.member_list is not None
+        members = pane.member_list
+        await wait_for(pilot, lambda: members.region.width > 0, "the overlay")
+        await pilot.pause()
+
+    assert snap_compare(app_for(client), terminal_size=(60, 20), run_before=run_before)

@@ -159,3 +159,66 @@ def test_local_time() -> None:
     assert local_time("2026-11-26T12:34:56.789Z", UTC) == "12:34"
     assert local_time("2026-11-26T23:30:00.000Z", timezone(timedelta(hours=2))) == "01:30"
     assert local_time("garbage", UTC) == "--:--"
+
+
+def test_alt_digits_reach_the_app_as_alt_n() -> None:
+    """Textual maps ESC 1 to `¡` (macOS Option); `run_tui` undoes that so alt+1..9 work."""
+    from textual import _ansi_sequences
+    from textual._xterm_parser import XTermParser
+
+    from tlschat.tui.app import alt_digits_as_alt
+
+    saved = dict(_ansi_sequences.ANSI_SEQUENCES_KEYS)
+    try:
+        alt_digits_as_alt()
+        parser = XTermParser()
+        events = list(parser.feed("\x1b2")) + list(parser.feed(""))  # "" is the end of input
+        assert [getattr(e, "key", None) for e in events] == ["alt+2"]
+    finally:
+        table = _ansi_sequences.ANSI_SEQUENCES_KEYS
+        table.clear()  # type: ignore[attr-defined]
+        table.update(saved)  # type: ignore[attr-defined]
+
+
+def test_fuzzy_score_prefers_starts_and_runs() -> None:
+    from tlschat.tui.screens.switcher import fuzzy_score
+
+    assert fuzzy_score("zz", "#team") is None
+    assert fuzzy_score("", "#team") == 0
+    team = fuzzy_score("te", "#team")
+    best = fuzzy_score("te", "#the-best")
+    assert team is not None
+    assert best is not None
+    assert team > best
+    assert fuzzy_score("tb", "#the-best") is not None
+    assert fuzzy_score("@CAR", "@carol") is not None  # case and sigil do not matter
+
+
+def test_osc_notifications_are_safe() -> None:
+    from tlschat.tui.app import osc_notification
+
+    assert osc_notification("bob", "hi", "osc9", tmux=False) == "\x1b]9;bob: hi\x07"
+    assert osc_notification("bob", "a;b", "osc777", tmux=False) == ("\x1b]777;notify;bob;a b\x07")
+    hostile = osc_notification("bob", "x\x07\x1b]52;c;evil\x07", "osc9", tmux=False)
+    assert hostile.count("\x07") == 1  # a peer's text never ends the sequence early
+    assert hostile.count("\x1b") == 1
+    assert osc_notification("bob", "hi", "off") == ""
+    wrapped = osc_notification("bob", "hi", "osc9", tmux=True)
+    assert wrapped.startswith("\x1bPtmux;\x1b\x1b]9;")
+    assert wrapped.endswith("\x1b\\")
+
+
+def test_new_commands_parse() -> None:
+    from tlschat.tui import commands
+
+    assert commands.parse("/create lobby --public bob") == commands.Create(
+        "lobby", ("bob",), public=True
+    )
+    assert commands.parse("/create #team carol") == commands.Create("team", ("carol",))
+    assert commands.parse("/me waves") == commands.Me("waves")
+    assert commands.parse("/whois @bob") == commands.Whois("bob")
+    assert commands.parse("/names") == commands.Names()
+    assert commands.parse("/list") == commands.ListRooms()
+    assert commands.parse("/bell off") == commands.Alerts("bell", "off")
+    assert isinstance(commands.parse("/nick zed"), commands.Unsupported)
+    assert isinstance(commands.parse("/topic hello"), commands.Unsupported)

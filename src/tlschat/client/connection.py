@@ -189,6 +189,9 @@ class StateChanged:
 Event: TypeAlias = ServerFrame | StateChanged
 """What `ChatClient.events()` yields."""
 
+Progress: TypeAlias = Callable[[int, int], None]
+"""`progress(done, total)`: bytes of a transfer so far, called from the event loop."""
+
 _PUSHED = (Message, Presence, Invited, Joined, Members, Declined, RoomEvent, Left, Bye)
 """Frames that go to `events()` (besides a reconnect's Welcome), even when they answer a request."""
 
@@ -457,7 +460,7 @@ class ChatClient:
     async def ping(self) -> None:
         _expect(await self.request(Ping()), ServerPong)
 
-    async def upload(self, name: str, data: bytes) -> FileMeta:
+    async def upload(self, name: str, data: bytes, *, progress: Progress | None = None) -> FileMeta:
         """Upload `data` under the display name `name`; return the file's metadata.
 
         Then `send_message(to, text, file=meta.id)`. Chunks the server refuses for its byte rate
@@ -476,20 +479,21 @@ class ChatClient:
         async def read(offset: int, count: int) -> memoryview:
             return view[offset : offset + count]
 
-        return await self._upload(name, len(view), digest, read)
+        return await self._upload(name, len(view), digest, read, progress)
 
-    async def upload_file(self, path: Path) -> FileMeta:
+    async def upload_file(self, path: Path, *, progress: Progress | None = None) -> FileMeta:
         """Upload the regular file at `path` as `path.name`, reading it in worker threads.
 
         The file is read twice (to hash it, then chunk by chunk as it is sent), never held whole
         in memory. If it changes in between, the server refuses it (`hash_mismatch`) or OSError
-        is raised. Otherwise as `upload()`.
+        is raised. Otherwise as `upload()`. `progress(sent, size)` is called as chunks go out
+        (`sent` may go back after the server refused a chunk for its byte rate).
         """
         path = Path(path)
         self._check_upload_size(await asyncio.to_thread(_regular_file_size, path))
         size, digest = await asyncio.to_thread(_hash_file, path)
         self._check_upload_size(size)
-        return await self._upload(path.name, size, digest, _FileReader(path).read)
+        return await self._upload(path.name, size, digest, _FileReader(path).read, progress)
 
     async def download(self, file_id: str, *, meta: FileMeta | None = None) -> bytes:
         """The bytes of a file (one that you sent or received).
@@ -544,6 +548,7 @@ class ChatClient:
         size: int,
         sha256: str,
         read: Callable[[int, int], Awaitable[bytes | memoryview]],
+        progress: Progress | None = None,
     ) -> FileMeta:
         """`upload` → `upload_ready` → chunks → `uploaded`, chunks resent after `rate_limited`.
 
@@ -609,6 +614,8 @@ class ChatClient:
                     )
                     pacer.sent(loop.time(), len(piece))
                     next_seq += 1
+                    if progress is not None:
+                        progress(min(size, next_seq * chunk), size)
                     await self._drain(link)
                     continue
                 if frame is None:

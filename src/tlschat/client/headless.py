@@ -1,13 +1,15 @@
-"""`tlschat send`, `tail`, `admin`, `trust`, `forget`: the client library without a UI; never
-asks about trust. Exit codes (PRODUCT.md "Command line"): 0 ok, 2 usage, 3 authentication,
-4 TLS trust, 5 connection, 6 refused by the server."""
+"""`tlschat send`, `tail`, `get`, `admin`, `trust`, `forget`: the client library without a UI;
+never asks about trust. Exit codes (PRODUCT.md "Command line"): 0 ok, 2 usage,
+3 authentication, 4 TLS trust, 5 connection, 6 refused by the server."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import re
 import ssl
 import sys
 from datetime import datetime
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tlschat import __version__, tls
+from tlschat.client import attachments
 from tlschat.client.connection import (
     ChatClient,
     ConnectionState,
@@ -23,10 +26,12 @@ from tlschat.client.connection import (
     TrustError,
     describe,
 )
+from tlschat.client.errors_text import explain_failure
 from tlschat.client.guest_tokens import GuestTokens
 from tlschat.client.known_hosts import KnownHosts, normalize_fingerprint
 from tlschat.protocol import (
     ConnectionClosed,
+    FileMeta,
     Message,
     Request,
     RequestFailed,
@@ -71,6 +76,16 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_REFUSED
 
 
+def _transfer_code(exc: BaseException) -> int:
+    """An upload or download failed: the server's refusal or the connection (as `exit_code`), or
+    a local file that cannot be read or written (usage)."""
+    if isinstance(exc, RequestFailed | ConnectionClosed | TimeoutError | ConnectionError):
+        return exit_code(exc)
+    if isinstance(exc, OSError):
+        return EXIT_USAGE
+    return exit_code(exc)
+
+
 def _say(text: str) -> None:
     """One line on stderr, as every tlschat command reports a problem."""
     print(f"tlschat: {text}", file=sys.stderr, flush=True)
@@ -86,7 +101,8 @@ def _failure(exc: BaseException, host: str, port: int) -> str:
             "or connect once with `tlschat tui` to trust it"
         )
     if isinstance(exc, RequestFailed):
-        return f"{exc.code}: {exc.message}"
+        # The code first, for scripts; then the sentence, for people (one place: errors_text).
+        return f"{exc.code}: {explain_failure(exc)}"
     if isinstance(exc, ConnectionClosed):
         return f"connection to {host}:{port} closed: {exc}"
     if isinstance(exc, OSError):  # refused, unreachable, unknown host, TLS errors, timeouts
@@ -140,8 +156,10 @@ def run_send(
     text: str,
     cafile: Path | None,
     password: str | None,
+    file: Path | None = None,
 ) -> int:
-    """Connect, send one message, wait for its echo (the server's acknowledgement); exit code."""
+    """Connect, send one message (with `file` attached, if given), wait for its echo (the
+    server's acknowledgement); exit code."""
     _quiet_asyncio()
     try:
         parse_address(to)
@@ -151,25 +169,163 @@ def run_send(
     if has_forbidden_controls(text):
         _say("the text holds control characters, which tlschat refuses")
         return EXIT_USAGE
+    if file is not None:
+        try:
+            attachments.check_readable(file, None)  # before connecting: the usual mistakes
+        except OSError as exc:
+            _say(str(exc))
+            return EXIT_USAGE
+    elif not text:
+        _say("nothing to send: give TEXT, text on standard input, or --file PATH")
+        return EXIT_USAGE
     try:
-        return asyncio.run(_send(host, port, nick, to, text, cafile, password))
+        return asyncio.run(_send(host, port, nick, to, text, cafile, password, file))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
 
 async def _send(
-    host: str, port: int, nick: str, to: str, text: str, cafile: Path | None, password: str | None
+    host: str,
+    port: int,
+    nick: str,
+    to: str,
+    text: str,
+    cafile: Path | None,
+    password: str | None,
+    file: Path | None,
 ) -> int:
     client = _client(host, port, nick, cafile=cafile, password=password, reconnect=False)
     try:
         await client.connect()
-        await client.send_message(to, text)
+        file_id: str | None = None
+        if file is not None:
+            limit = client.welcome.limits.max_upload if client.welcome else None
+            try:
+                await asyncio.to_thread(attachments.check_readable, file, limit)
+                meta = await client.upload_file(file)
+            except Exception as exc:
+                _say(attachments.upload_failure(exc, file.name, limit))
+                return _transfer_code(exc)
+            file_id = meta.id
+        await client.send_message(to, text, file=file_id)
     except Exception as exc:
         _say(_failure(exc, host, port))
         return exit_code(exc)
     finally:
         await client.close()
     return EXIT_OK
+
+
+# --- get ----------------------------------------------------------------------------------------
+
+FIND_REQUESTS = 16
+"""History pages `get` reads at most to find the message carrying a file (its SHA-256); within
+the server's burst of requests (PROTOCOL.md "Limits and abuse")."""
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def run_get(
+    host: str,
+    port: int,
+    nick: str,
+    *,
+    file_id: str,
+    output: str | None,
+    sha256: str | None,
+    cafile: Path | None,
+    password: str | None,
+) -> int:
+    """Download a file, verify its SHA-256, write it atomically (`output` "-": stdout)."""
+    _quiet_asyncio()
+    if sha256 is not None and not _HEX64.fullmatch(sha256):
+        _say("--sha256: expected 64 hexadecimal digits")
+        return EXIT_USAGE
+    try:
+        return asyncio.run(_get(host, port, nick, file_id, output, sha256, cafile, password))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_USAGE  # our own standard output went away
+
+
+async def _get(
+    host: str,
+    port: int,
+    nick: str,
+    file_id: str,
+    output: str | None,
+    sha256: str | None,
+    cafile: Path | None,
+    password: str | None,
+) -> int:
+    client = _client(host, port, nick, cafile=cafile, password=password, reconnect=False)
+    try:
+        try:
+            await client.connect()
+            meta = None if sha256 else await find_file(client, file_id)
+        except Exception as exc:
+            _say(_failure(exc, host, port))
+            return exit_code(exc)
+        if meta is None and sha256 is None:
+            _say(
+                f"cannot verify file {file_id}: no message carrying it in your recent history "
+                "(pass its --sha256 from `tlschat tail --json`)"
+            )
+            return EXIT_USAGE
+        name = attachments.safe_name(meta.name if meta else file_id)
+        target: Path | None = None
+        if output is None:
+            target = Path(name)
+            if await asyncio.to_thread(target.exists):
+                _say(f"{target} exists: choose where to write with -o PATH")
+                return EXIT_USAGE
+        elif output != "-":
+            target = Path(output)
+            if await asyncio.to_thread(target.is_dir):
+                target = target / name
+        try:
+            if meta is not None and target is not None:
+                await client.download_to(file_id, target, meta=meta)
+            else:
+                data = await client.download(file_id, meta=meta)
+                if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.lower():
+                    _say(f"file {file_id}: the bytes received do not match --sha256")
+                    return EXIT_REFUSED
+                if target is None:
+                    sys.stdout.buffer.write(data)
+                    sys.stdout.buffer.flush()
+                else:
+                    await asyncio.to_thread(attachments.write_atomically, target, data)
+        except (RequestFailed, OSError, TimeoutError) as exc:
+            _say(attachments.download_failure(exc, meta.name if meta else file_id))
+            return _transfer_code(exc)
+        except Exception as exc:
+            _say(_failure(exc, host, port))
+            return exit_code(exc)
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+async def find_file(client: ChatClient, file_id: str) -> FileMeta | None:
+    """The metadata of `file_id`, from the newest page of each conversation's history; None if
+    it is not there (at most FIND_REQUESTS requests)."""
+    welcome = client.welcome
+    if welcome is None:
+        return None
+    addresses = [f"#{room.room}" for room in welcome.rooms]
+    addresses += [f"@{user.nick}" for user in welcome.users]
+    for address in addresses[:FIND_REQUESTS]:
+        try:
+            page = await client.history(address, limit=200)
+        except RequestFailed:
+            continue  # e.g. a user we share no conversation with
+        for message in page.messages:
+            if message.file is not None and message.file.id == file_id:
+                return message.file
+    return None
 
 
 # --- tail ---------------------------------------------------------------------------------------
@@ -272,7 +428,8 @@ def format_message(message: Message) -> str:
         clock = message.ts
     line = f"[{clock}] {message.from_} -> {message.to}: {message.text}"
     if message.file is not None:
-        line += f" [file {message.file.name}, {message.file.size} bytes]"
+        separator = " " if message.text else ""
+        line += f"{separator}[file: {attachments.summary(message.file, times='x')} id {message.file.id}]"
     return line
 
 

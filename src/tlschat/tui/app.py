@@ -5,19 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from textual import on, work
-from textual.app import App
+from textual.app import App, InvalidThemeError
 from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
 from tlschat import protocol
-from tlschat.client import ConnectionState, StateChanged, TrustError
+from tlschat.client import ConnectionState, StateChanged, TrustError, attachments
+from tlschat.client.cache import FileCache
+from tlschat.client.errors_text import Context, explain, explain_detail, explain_failure
+from tlschat.client.settings import ClientSettings
+from tlschat.tui import images
 from tlschat.tui.messages import (
     ConnectionStateChanged,
     ConversationWanted,
@@ -39,7 +45,7 @@ from tlschat.tui.palette import ChatCommands
 from tlschat.tui.screens.connect import ConnectParams, ConnectScreen
 from tlschat.tui.screens.main import MainScreen
 from tlschat.tui.screens.trust import HostChangedScreen, TrustDialog
-from tlschat.tui.state import ChatState, Invitation, fold, room_address
+from tlschat.tui.state import ChatState, Invitation, dm_address, fold, room_address
 
 AskTrust = Callable[[str, int, str], Awaitable[bool]]
 """`(host, port, fingerprint) -> trust it?`: what `tlschat.client.Trust(ask=...)` calls."""
@@ -64,7 +70,15 @@ class ChatClientLike(Protocol):
     async def connect(self) -> protocol.Welcome: ...
     async def close(self) -> None: ...
     def events(self) -> AsyncIterator[Any]: ...
-    async def send_message(self, to: str, text: str) -> protocol.Message: ...
+    async def send_message(
+        self, to: str, text: str, file: str | None = None
+    ) -> protocol.Message: ...
+    async def upload_file(
+        self, path: Path, *, progress: Callable[[int, int], None] | None = None
+    ) -> protocol.FileMeta: ...
+    async def download_to(
+        self, file_id: str, path: Path, *, meta: protocol.FileMeta | None = None
+    ) -> None: ...
     async def history(
         self, with_: str, before: int | None = None, limit: int = 50
     ) -> protocol.History: ...
@@ -83,26 +97,31 @@ class ChatClientLike(Protocol):
 ClientFactory = Callable[[ConnectParams, AskTrust], ChatClientLike]
 """Builds a client for the connect screen's parameters; `AskTrust` goes into its `Trust(ask=...)`."""
 
-HELLO_ERRORS = {
-    "nick_taken": "That nick is in use right now. Pick another one.",
-    "auth_failed": "Wrong password for this nick.",
-    "auth_required": "This nick is registered (or the server admits no guests): enter its password.",
-    "nick_invalid": "A nick is 1-32 of A-Z a-z 0-9 _ - . and starts with a letter, digit or _.",
-    "version_unsupported": "The server does not speak this version of the protocol.",
-    "rate_limited": "Too many attempts: wait a minute and try again.",
-}
-"""What a refused `hello` means, in the user's words (PROTOCOL.md "Session")."""
+_OSC_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f;]")
+"""Never let a peer's text end the escape sequence early or smuggle another one."""
+
+
+def osc_notification(title: str, body: str, kind: str, *, tmux: bool | None = None) -> str:
+    """The escape sequence for a desktop notification: OSC 9 (body only) or OSC 777 (title, body).
+
+    Inside tmux it is wrapped for passthrough (tmux needs `allow-passthrough on`).
+    """
+    title = _OSC_UNSAFE.sub(" ", title)[:80]
+    body = _OSC_UNSAFE.sub(" ", body)[:200]
+    if kind == "osc9":
+        sequence = f"\x1b]9;{title}: {body}\x07"
+    elif kind == "osc777":
+        sequence = f"\x1b]777;notify;{title};{body}\x07"
+    else:
+        return ""
+    if tmux if tmux is not None else bool(os.environ.get("TMUX")):
+        sequence = "\x1bPtmux;" + sequence.replace("\x1b", "\x1b\x1b") + "\x1b\\"
+    return sequence
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for a failure: never a traceback."""
-    if isinstance(exc, protocol.RequestFailed):
-        return f"{exc.message} ({exc.code})" if exc.message else exc.code
-    if isinstance(exc, TimeoutError):
-        return "no answer from the server (timed out)"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc) or type(exc).__name__
-    return str(exc) or type(exc).__name__
+    """One line for a failure, in words (never a protocol code alone, never a traceback)."""
+    return explain_failure(exc)
 
 
 class ChatApp(App[int]):
@@ -129,6 +148,9 @@ class ChatApp(App[int]):
         tz: tzinfo | None = None,
         cursor_blink: bool = True,
         theme: str | None = None,
+        file_cache: FileCache | None = None,
+        image_terminal: images.Terminal | None = None,
+        settings: ClientSettings | None = None,
     ) -> None:
         super().__init__()
         if client is None and client_factory is None:
@@ -140,8 +162,19 @@ class ChatApp(App[int]):
         """Zone for timestamps; None is the local zone (tests pin one)."""
         self.cursor_blink = cursor_blink
         """False in snapshot tests, so screenshots do not depend on the blink phase."""
+        self._bad_theme: str | None = None
         if theme is not None:
-            self.theme = theme
+            try:
+                self.theme = theme
+            except InvalidThemeError:
+                self._bad_theme = theme  # from the config file: said once the screen is up
+        self.file_cache = file_cache if file_cache is not None else FileCache()
+        """Downloaded files by SHA-256 (the user's cache dir unless a test gives another)."""
+        self.image_terminal = image_terminal if image_terminal is not None else images.detect()
+        """How pictures are drawn (detected before the app starts; tests force half blocks)."""
+        self.limits: protocol.Limits | None = None
+        """The server's limits from the latest `welcome` (`max_upload` is checked before sending)."""
+        self._upload: Worker[None] | None = None
         self.state = ChatState()
         self.main: MainScreen | None = None
         self.connect_screen: ConnectScreen | None = None
@@ -157,10 +190,20 @@ class ChatApp(App[int]):
         self._attempts = 0
         self._client_closed = False
         """The client closed for good after `welcome`: only a new one (ctrl+r) connects again."""
+        self._contexts: dict[Worker[Any], Context] = {}
+        """What each running request is about, for its error message."""
+        self.settings = settings or ClientSettings()
+        """The config file's settings (notifications); defaults when there is none."""
 
     # --- start-up and connecting ---------------------------------------------------------------
 
     def on_mount(self) -> None:
+        if self._bad_theme is not None:
+            self.notify(
+                f"No theme named {self._bad_theme!r}: ctrl+p lists the themes.",
+                severity="warning",
+                markup=False,
+            )
         host, port, nick, password = self._prefill
         if self._params is not None:
             host, port, nick = self._params.host, self._params.port, self._params.nick
@@ -234,9 +277,10 @@ class ChatApp(App[int]):
         if worker.group == "net":
             self._connection_failed(error)
         else:
+            context = self._contexts.pop(worker, None)
             self.notify(
-                f"{worker.name or 'request'}: {describe_error(error)}",
-                title="Failed",
+                explain_failure(error, context),
+                title=f"Could not {worker.name or 'do that'}",
                 severity="error",
                 markup=False,
             )
@@ -251,7 +295,7 @@ class ChatApp(App[int]):
         if isinstance(error, TrustError):
             text = f"Not connected: the server's certificate was not trusted (SHA-256 {error.fingerprint})."
         elif isinstance(error, protocol.RequestFailed):
-            text = HELLO_ERRORS.get(error.code, describe_error(error))
+            text = explain(error.code, message=error.message, retry_after_ms=error.retry_after_ms)
         elif isinstance(error, OSError | protocol.TlsChatError):
             where = self._params.address if self._params else "the server"
             text = f"Cannot connect to {where}: {describe_error(error)}"
@@ -325,6 +369,7 @@ class ChatApp(App[int]):
     @on(Welcomed)
     async def _welcomed_event(self, event: Welcomed) -> None:
         fresh = self.state.apply_welcome(event.welcome)
+        self.limits = event.welcome.limits
         self._welcomed = True
         if self.main is None:
             self.main = MainScreen(self.state)
@@ -352,21 +397,43 @@ class ChatApp(App[int]):
         if self.main is None:
             return
         self._set_closed(event.state == ConnectionState.CLOSED)
-        detail = "" if event.state == ConnectionState.CONNECTED else event.detail
+        detail = "" if event.state == ConnectionState.CONNECTED else explain_detail(event.detail)
         self._show_status(state=event.state, detail=detail, retry_in=event.retry_in)
 
     @on(MessageReceived)
     async def _message(self, event: MessageReceived) -> None:
         message = event.message
-        self.state.note_user(message.from_)
+        if message.to.startswith("@"):
+            # A DM partner stays listed while offline: we have a conversation.
+            partner = self.state.conversation_of(message)[1:]
+            self.state.note_user(message.from_, known=not self.state.is_me(message.from_))
+            self.state.note_user(partner, known=True)
+        else:
+            self.state.note_user(message.from_)
         if self.main is not None:
             await self.main.deliver(message)
 
     @on(PresenceChanged)
     def _presence(self, event: PresenceChanged) -> None:
-        self.state.set_online(event.nick, event.online)
+        self.state.set_online(event.nick, event.online, event.gone)
         if self.main is not None:
             self.main.presence_changed()
+
+    # --- alerts: bell and desktop notification -------------------------------------------------
+
+    def alert(self, title: str, body: str) -> None:
+        """A DM or a mention arrived where the user is not looking: bell and/or desktop note."""
+        notes = self.settings.notifications
+        if notes.bell:
+            self.bell()
+        if notes.desktop != "off":
+            self.desktop_notify(title, body)
+
+    def desktop_notify(self, title: str, body: str) -> None:
+        """Ask the terminal for a desktop notification (OSC 9 or OSC 777, as configured)."""
+        sequence = osc_notification(title, body, self.settings.notifications.desktop)
+        if sequence and not self.is_headless and self._driver is not None:
+            self._driver.write(sequence)
 
     @on(InvitationReceived)
     def _invited(self, event: InvitationReceived) -> None:
@@ -502,9 +569,9 @@ class ChatApp(App[int]):
                 self.main.refresh_sidebar()
 
         if answer == "accept":
-            self._request(accept(), f"accept #{room}")
+            self._request(accept(), f"accept the invitation to #{room}", Context(room=room))
         else:
-            self._request(decline(), f"decline #{room}")
+            self._request(decline(), f"decline the invitation to #{room}", Context(room=room))
 
     # --- requests (each in its own worker; failures become notifications) -----------------------
 
@@ -513,8 +580,29 @@ class ChatApp(App[int]):
             raise RuntimeError("not connected")
         return self.client
 
-    def _request(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        self.run_worker(work, name=name, group="request", exit_on_error=False)
+    def _request(
+        self, work: Coroutine[Any, Any, None], name: str, context: Context | None = None
+    ) -> None:
+        """Run a request in its own worker; a failure becomes a notification in words.
+
+        `name` completes "Could not ..."; `context` names what the request was about.
+        """
+        worker = self.run_worker(work, name=name, group="request", exit_on_error=False)
+        self._contexts[worker] = context or Context(max_text=self.state.max_text)
+
+    async def user_exists(self, nick: str) -> bool:
+        """Ask the server whether `nick` is a user (online, or with an account).
+
+        There is no request for that alone: a `history` of the DM answers `no_such_user` for
+        nobody, and costs one small frame otherwise. Other failures propagate.
+        """
+        try:
+            await self._client().history(dm_address(nick), limit=1)
+        except protocol.RequestFailed as exc:
+            if exc.code == "no_such_user":
+                return False
+            raise
+        return True
 
     def request_send(self, to: str, text: str) -> None:
         client = self._client()
@@ -522,19 +610,26 @@ class ChatApp(App[int]):
         async def send() -> None:
             await client.send_message(to, text)  # the echo arrives through events()
 
-        self._request(send(), f"send to {to}")
+        context = Context(
+            nick=to[1:] if to.startswith("@") else None,
+            room=to[1:] if to.startswith("#") else None,
+            max_text=self.state.max_text,
+        )
+        self._request(send(), f"send to {to}", context)
 
-    def request_create(self, room: str, invite: Sequence[str] = ()) -> None:
+    def request_create(self, room: str, invite: Sequence[str] = (), public: bool = False) -> None:
         client = self._client()
 
         async def create() -> None:
-            joined = await client.create_room(room, invite=tuple(invite))
+            joined = await client.create_room(room, public=public, invite=tuple(invite))
             self.post_message(RoomJoined.of(joined))
             for nick in invite:
                 self.state.note_invited(joined.room, nick)
+            if self.main is not None:  # the invited show as pending in the member list
+                self.main.members_changed(joined.room)
             self.post_message(ConversationWanted(room_address(joined.room)))
 
-        self._request(create(), f"create #{room}")
+        self._request(create(), f"create #{room}", Context(room=room))
 
     def request_invite(self, room: str, nick: str) -> None:
         client = self._client()
@@ -542,9 +637,11 @@ class ChatApp(App[int]):
         async def invite() -> None:
             await client.invite(room, nick)
             self.state.note_invited(room, nick)
+            if self.main is not None:
+                self.main.members_changed(room)
             self.notify(f"Invited {nick} to #{room}.", markup=False)
 
-        self._request(invite(), f"invite {nick}")
+        self._request(invite(), f"invite {nick}", Context(nick=nick, room=room))
 
     def request_join(self, room: str) -> None:
         client = self._client()
@@ -554,7 +651,7 @@ class ChatApp(App[int]):
             self.post_message(RoomJoined.of(joined))
             self.post_message(ConversationWanted(room_address(joined.room)))
 
-        self._request(join(), f"join #{room}")
+        self._request(join(), f"join #{room}", Context(room=room))
 
     def request_leave(self, room: str) -> None:
         client = self._client()
@@ -563,7 +660,77 @@ class ChatApp(App[int]):
             left = await client.leave(room)
             self.post_message(RoomLeft(left.room))
 
-        self._request(leave(), f"leave #{room}")
+        self._request(leave(), f"leave #{room}", Context(room=room))
+
+    # --- files --------------------------------------------------------------------------------
+
+    async def fetch_file(self, meta: protocol.FileMeta) -> Path:
+        """A local, verified copy of a file (downloaded once, then from the cache)."""
+        return await self.file_cache.fetch(self._client(), meta)
+
+    @property
+    def uploading(self) -> bool:
+        return self._upload is not None and self._upload.is_running
+
+    def request_upload(self, address: str, path: Path, text: str = "") -> None:
+        """Send the file at `path` to `address`: checked, uploaded with progress, then sent.
+
+        Failures are said in the conversation's pane, in words (too large, unreadable, not an
+        image, interrupted, cancelled).
+        """
+        if self.uploading:
+            self.notify(
+                "A file is being sent already: wait for it, or cancel it.",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self._upload = self.run_worker(
+            self._send_file(address, path, text),
+            name=f"send {path.name}",
+            group="upload",
+            exit_on_error=False,
+        )
+
+    def cancel_upload(self) -> None:
+        if self._upload is not None:
+            self._upload.cancel()
+
+    async def _send_file(self, address: str, path: Path, text: str) -> None:
+        client = self._client()
+        limit = self.limits.max_upload if self.limits is not None else None
+        bar = self.main.upload_bar if self.main is not None else None
+        try:
+            size = await asyncio.to_thread(attachments.check_readable, path, limit)
+        except (OSError, protocol.RequestFailed) as exc:
+            self._file_problem(
+                address, f"Not sent: {attachments.upload_failure(exc, path.name, limit)}."
+            )
+            return
+        if bar is not None:
+            bar.start(path.name, size, address)
+        try:
+            meta = await client.upload_file(path, progress=bar.advance if bar else None)
+            with contextlib.suppress(OSError, ValueError):
+                await self.file_cache.adopt(path, meta)
+            await client.send_message(address, text, file=meta.id)
+        except asyncio.CancelledError:
+            self._file_problem(address, f"Sending {path.name} was cancelled: nothing was sent.")
+            raise
+        except Exception as exc:
+            text = attachments.upload_failure(exc, path.name, limit)
+            self._file_problem(address, f"Not sent: {text}. /file or ctrl+u to try again.")
+        finally:
+            if bar is not None:
+                bar.finish()
+
+    def _file_problem(self, address: str, text: str) -> None:
+        """Say it in the pane of the conversation (and as a toast if that pane is not open)."""
+        pane = self.main.pane_for(address) if self.main is not None else None
+        if pane is not None and self.main is not None:
+            self.main.add_notice(address, text)
+        else:
+            self.notify(text, severity="warning", markup=False)
 
     def request_topic(self, room: str, topic: str) -> None:
         client = self._client()
@@ -593,7 +760,26 @@ class ChatApp(App[int]):
                 raise
             self.post_message(HistoryLoaded(address, history.messages, history.more))
 
-        self._request(load(), f"history of {address}")
+        context = Context(
+            nick=address[1:] if address.startswith("@") else None,
+            room=address[1:] if address.startswith("#") else None,
+        )
+        self._request(load(), f"load the history of {address}", context)
+
+
+def alt_digits_as_alt() -> None:
+    """Let alt+1..9 reach the app as `alt+N` from terminals that send ESC + digit.
+
+    Textual 8.2 maps ESC 1 .. ESC 0 to the characters macOS types with Option (`¡`, `™`, `£`...),
+    so `alt+1` bindings never fire in xterm, tmux, gnome-terminal or over SSH. Without those
+    entries the parser reads ESC + digit as alt + digit, as it does for letters. This touches
+    a private table of Textual's; it is checked by tests/tui/test_units.py on upgrades.
+    """
+    from textual import _ansi_sequences
+
+    table = cast("dict[str, object]", _ansi_sequences.ANSI_SEQUENCES_KEYS)  # a dict, typed Mapping
+    for digit in "0123456789":
+        table.pop(f"\x1b{digit}", None)
 
 
 def run_tui(
@@ -603,9 +789,20 @@ def run_tui(
     nick: str | None,
     cafile: Path | None = None,
     password: str | None = None,
+    settings: ClientSettings | None = None,
 ) -> int:
-    """`tlschat tui`: run the app against a real server; the exit code for the shell."""
+    """`tlschat tui`: run the app against a real server; the exit code for the shell.
+
+    What the command line leaves out comes from the config file (`settings`): with neither,
+    the connect screen asks.
+    """
     from tlschat.client import ChatClient, Trust
+
+    settings = settings or ClientSettings()
+    if host is None and settings.host is not None:
+        host, port = settings.host, settings.port
+    nick = nick or settings.nick
+    cafile = cafile or settings.cafile
 
     def factory(params: ConnectParams, ask: AskTrust) -> ChatClientLike:
         return ChatClient(
@@ -617,6 +814,18 @@ def run_tui(
             last_seen=params.last_seen,
         )
 
-    app = ChatApp(client_factory=factory, host=host, port=port, nick=nick, password=password)
+    # textual-image asks the terminal what it can draw; only possible before Textual starts.
+    terminal = images.detect()
+    alt_digits_as_alt()
+    app = ChatApp(
+        client_factory=factory,
+        host=host,
+        port=port,
+        nick=nick,
+        password=password,
+        image_terminal=terminal,
+        theme=settings.theme,
+        settings=settings,
+    )
     app.run()
     return app.return_code or 0

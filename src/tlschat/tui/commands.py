@@ -28,6 +28,44 @@ class Msg:
 class Create:
     room: str
     invite: tuple[str, ...] = ()
+    public: bool = False
+
+
+@dataclass(frozen=True)
+class Me:
+    """An action (`/me waves`): sent as the text `/me waves`, shown as `* bob waves`."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Whois:
+    nick: str
+
+
+@dataclass(frozen=True)
+class Names:
+    """Who is in the current group."""
+
+
+@dataclass(frozen=True)
+class ListRooms:
+    """The public groups and their sizes."""
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Turn the bell (`bell`) or desktop notifications (`notify`) on or off for this session."""
+
+    what: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A command people expect that this server cannot do: say why, in words."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -63,7 +101,16 @@ class Close:
 
 @dataclass(frozen=True)
 class Image:
-    path: str
+    """Send a picture (None: pick one)."""
+
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class SendFile:
+    """Send any file (None: pick one)."""
+
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,19 +124,51 @@ class Quit:
 
 
 Command = (
-    Say | Msg | Create | InviteUser | Join | Leave | Topic | Kick | Close | Image | Help | Quit
+    Say
+    | Msg
+    | Create
+    | InviteUser
+    | Join
+    | Leave
+    | Topic
+    | Kick
+    | Close
+    | Image
+    | SendFile
+    | Help
+    | Quit
+    | Me
+    | Whois
+    | Names
+    | ListRooms
+    | Alerts
+    | Unsupported
 )
 
 USAGE: dict[str, tuple[str, str]] = {
     "msg": ("/msg NICK [TEXT]", "open the conversation with NICK, and send TEXT if given"),
-    "create": ("/create ROOM [NICK...]", "create a group and invite NICKs"),
+    "create": (
+        "/create ROOM [--public] [NICK...]",
+        "create a group (invite-only, or --public: anyone may join) and invite NICKs",
+    ),
     "invite": ("/invite NICK", "invite NICK to the current group"),
     "join": ("/join ROOM", "join a public group"),
     "leave": ("/leave [ROOM]", "leave the current group (or ROOM)"),
     "topic": ("/topic TEXT", "set the current group's topic (empty: clear it)"),
     "kick": ("/kick NICK [REASON]", "remove NICK from the current group (its owner only)"),
     "close": ("/close", "close the current pane"),
-    "image": ("/image PATH", "send an image (not available yet)"),
+    "image": ("/image [PATH]", "send a picture (without PATH: pick one; also ctrl+u)"),
+    "file": ("/file [PATH]", "send a file (without PATH: pick one)"),
+    "me": ("/me TEXT", "say what you do: shown as * nick TEXT"),
+    "whois": ("/whois NICK", "whether NICK is online, and the groups you share"),
+    "names": ("/names", "who is in the current group"),
+    "list": ("/list", "the public groups and how many are in each"),
+    "bell": ("/bell on|off", "ring on a DM or a mention you are not looking at"),
+    "notify": (
+        "/notify on|off|osc9|osc777",
+        "desktop notification through the terminal on a DM or a mention",
+    ),
+    "nick": ("/nick NICK", "change nick (reconnect with another nick instead)"),
     "help": ("/help", "show commands and keys"),
     "quit": ("/quit", "leave tlschat"),
 }
@@ -103,6 +182,9 @@ _ALIASES = {
     "q": "quit",
     "exit": "quit",
     "?": "help",
+    "w": "whois",
+    "who": "names",
+    "action": "me",
 }
 
 
@@ -136,10 +218,40 @@ def parse(line: str) -> Command:
             text = rest.lstrip().partition(" ")[2].strip()
             return Msg(nick, text)
         case "create":
+            public = any(a in ("--public", "-p") for a in args)
+            args = [a for a in args if a not in ("--public", "-p", "--private")]
             if not args:
                 raise CommandError(f"usage: {usage}")
             room = _name(args[0], "#", "group name", name)
-            return Create(room, tuple(_name(a, "@", "nick", name) for a in args[1:]))
+            invite = tuple(_name(a, "@", "nick", name) for a in args[1:])
+            return Create(room, invite, public)
+        case "me":
+            if not rest.strip():
+                raise CommandError(f"usage: {usage}")
+            return Me(rest.strip())
+        case "whois":
+            if len(args) != 1:
+                raise CommandError(f"usage: {usage}")
+            return Whois(_name(args[0], "@", "nick", name))
+        case "names":
+            return Names()
+        case "list":
+            return ListRooms()
+        case "bell":
+            if len(args) != 1 or args[0].lower() not in ("on", "off"):
+                raise CommandError(f"usage: {usage}")
+            return Alerts("bell", args[0].lower())
+        case "notify":
+            if len(args) != 1 or args[0].lower() not in ("on", "off", "osc9", "osc777"):
+                raise CommandError(f"usage: {usage}")
+            return Alerts("notify", args[0].lower())
+        case "topic":
+            return Topic(rest.strip())
+        case "nick":
+            return Unsupported(
+                "A nick is who you are on tlschat: to be someone else, quit and connect "
+                "with another nick."
+            )
         case "invite":
             if len(args) != 1:
                 raise CommandError(f"usage: {usage}")
@@ -153,11 +265,9 @@ def parse(line: str) -> Command:
                 raise CommandError(f"usage: {usage}")
             return Leave(_name(args[0], "#", "group name", name) if args else None)
         case "image":
-            if not rest.strip():
-                raise CommandError(f"usage: {usage}")
-            return Image(rest.strip())
-        case "topic":
-            return Topic(rest.strip())
+            return Image(rest.strip() or None)
+        case "file":
+            return SendFile(rest.strip() or None)
         case "kick":
             if not args:
                 raise CommandError(f"usage: {usage}")

@@ -26,10 +26,12 @@ class MessageReceived(Message):
 class PresenceChanged(Message):
     """A user's first session started or last session ended."""
 
-    def __init__(self, nick: str, online: bool) -> None:
+    def __init__(self, nick: str, online: bool, gone: bool = False) -> None:
         super().__init__()
         self.nick = nick
         self.online = online
+        self.gone = gone
+        """A guest's hold ended (PROTOCOL.md "presence" with `gone`): drop it from the lists."""
 
     def can_replace(self, message: Message) -> bool:
         # A flapping user: only the latest state of the same nick matters.
@@ -173,8 +175,8 @@ def translate(frame: object) -> Message | None:
     match frame:
         case protocol.Message():
             return MessageReceived(frame)
-        case protocol.Presence(nick=nick, online=online):
-            return PresenceChanged(nick, online)
+        case protocol.Presence(nick=nick, online=online, gone=gone):
+            return PresenceChanged(nick, online, bool(gone))
         case protocol.Invited(room=room, by=by, members=members):
             return InvitationReceived(room, by, members)
         case protocol.Joined():

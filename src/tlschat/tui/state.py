@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,11 @@ def conversation_key(address: str) -> str:
     return address[:1] + fold(address[1:])
 
 
+def mention_pattern(nick: str) -> re.Pattern[str]:
+    """Where `nick` appears as a word of a text: not inside a longer name (`bobby`, `x.bob`)."""
+    return re.compile(rf"(?<![\w.-]){re.escape(nick)}(?![\w-]|\.\w)", re.IGNORECASE)
+
+
 def dm_address(nick: str) -> str:
     return f"@{nick}"
 
@@ -31,6 +37,12 @@ class User:
     nick: str
     """As the server spells it (first written)."""
     online: bool
+    known: bool = False
+    """Someone we have a conversation with (listed offline by `welcome`, or a DM came or went).
+
+    Such a user stays listed while offline; a stranger who was only online (a guest passing
+    by, say) is dropped from the lists when it goes offline, unless it shares a group with us.
+    """
 
 
 @dataclass
@@ -65,6 +77,11 @@ class ChatState:
     """Pending invitations, by folded room name."""
     unread: dict[str, int] = field(default_factory=dict)
     """Unread message counts by conversation key."""
+    replayed_until: int = 0
+    """`welcome.last_id`: messages up to it are the replay of what came while we were away,
+    counted unread but never rung for (a bell per old message would be a storm)."""
+    max_text: int = 4000
+    """The server's `limits.max_text`: longer texts are refused before they are sent."""
     invited: dict[str, dict[str, str]] = field(default_factory=dict)
     """Invitations we sent that are still unanswered: folded room -> folded nick -> nick.
 
@@ -94,7 +111,14 @@ class ChatState:
     def apply_welcome(self, welcome: Welcome) -> list[Invitation]:
         """Replace what we know with `welcome`; return the invitations we had not seen before."""
         self.me = welcome.nick
-        self.users = {fold(u.nick): User(u.nick, u.online) for u in welcome.users}
+        self.max_text = welcome.limits.max_text
+        self.replayed_until = welcome.last_id
+        previous = self.users
+        self.users = {}
+        for listed in welcome.users:
+            before = previous.get(fold(listed.nick))
+            known = not listed.online or (before is not None and before.known)
+            self.users[fold(listed.nick)] = User(listed.nick, listed.online, known)
         self.rooms = {
             fold(r.room): Room(r.room, r.members, r.public, r.owner, r.topic) for r in welcome.rooms
         }
@@ -117,17 +141,47 @@ class ChatState:
 
     # --- users -------------------------------------------------------------------------------
 
-    def set_online(self, nick: str, online: bool) -> None:
-        user = self.users.get(fold(nick))
+    def set_online(self, nick: str, online: bool, gone: bool = False) -> bool:
+        """Record a `presence` event; False if the user was dropped from the lists.
+
+        Dropped: a guest whose hold ended (`gone`), and anyone offline we share nothing with.
+        """
+        key = fold(nick)
+        user = self.users.get(key)
+        if gone or (not online and not self.keeps(nick)):
+            self.users.pop(key, None)
+            return False
         if user is None:
-            self.users[fold(nick)] = User(nick, online)
+            self.users[key] = User(nick, online)
         else:
             user.online = online
+        return True
 
-    def note_user(self, nick: str) -> None:
-        """Remember a nick we heard from (a DM, a member list) without changing its presence."""
-        if fold(nick) not in self.users:
-            self.users[fold(nick)] = User(nick, False)
+    def keeps(self, nick: str) -> bool:
+        """Whether `nick` stays listed while offline: we talked, or we share a group."""
+        user = self.users.get(fold(nick))
+        if user is not None and user.known:
+            return True
+        return any(fold(nick) in {fold(m) for m in room.members} for room in self.rooms.values())
+
+    def note_user(self, nick: str, *, known: bool = False) -> None:
+        """Remember a nick we heard from (a DM, a member list) without changing its presence.
+
+        `known`: we have a conversation with it (a DM), so it stays listed when offline.
+        """
+        user = self.users.get(fold(nick))
+        if user is None:
+            self.users[fold(nick)] = User(nick, False, known)
+        elif known:
+            user.known = True
+
+    def knows(self, nick: str) -> bool:
+        """Whether `nick` is a user we know exists (listed, a member, a DM partner)."""
+        return fold(nick) in self.users
+
+    def mentions_me(self, text: str) -> bool:
+        """Whether `text` names our nick as a word (`bob:`, `hi bob.`), case-insensitively."""
+        return bool(self.me) and mention_pattern(self.me).search(text) is not None
 
     def is_online(self, nick: str) -> bool:
         user = self.users.get(fold(nick))
@@ -170,6 +224,18 @@ class ChatState:
         self._forget_invited(room, self.rooms[fold(room)].members)
         for nick in self.rooms[fold(room)].members:
             self.note_user(nick)
+        self.prune()
+
+    def prune(self) -> None:
+        """Drop offline users we no longer share anything with (they left our last group)."""
+        for key, user in list(self.users.items()):
+            if not user.online and not self.keeps(user.nick) and not self.is_me(user.nick):
+                del self.users[key]
+
+    def shared_rooms(self, nick: str) -> list[str]:
+        """Our groups that `nick` is a member of, by name."""
+        rooms = [r.name for r in self.rooms.values() if fold(nick) in {fold(m) for m in r.members}]
+        return sorted(rooms, key=fold)
 
     def set_topic(self, room: str, topic: str) -> None:
         current = self.rooms.get(fold(room))
@@ -195,6 +261,7 @@ class ChatState:
         self.rooms.pop(fold(room), None)
         self.invited.pop(fold(room), None)
         self.unread.pop(conversation_key(room_address(room)), None)
+        self.prune()
 
     def set_public(self, room: str, count: int) -> None:
         if count <= 0:

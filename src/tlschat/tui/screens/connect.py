@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import click
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -15,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from tlschat.cli import parse_hostport
+from tlschat.address import AddressError, format_hostport, parse_hostport
 from tlschat.protocol import is_valid_name
 
 
@@ -32,7 +31,7 @@ class ConnectParams:
 
     @property
     def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return format_hostport(self.host, self.port)
 
 
 class ConnectScreen(Screen[None]):
@@ -72,7 +71,8 @@ class ConnectScreen(Screen[None]):
             yield Label("Password (empty: guest)", classes="connect-label")
             yield Input(self.initial_password, password=True, id="connect-password")
             yield Static("", id="connect-error")
-            yield Button("Connect", id="connect-button", variant="primary")
+            # Compact (one row): with an error shown, everything still fits in 80×24.
+            yield Button("Connect", id="connect-button", variant="primary", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -130,8 +130,8 @@ class ConnectScreen(Screen[None]):
             return
         try:
             host, port = parse_hostport(address)
-        except click.BadParameter as exc:
-            self._invalid(exc.message, "#connect-address")
+        except AddressError as exc:
+            self._invalid(str(exc), "#connect-address")
             return
         if not is_valid_name(nick):
             self._invalid(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import events, on
@@ -10,13 +11,23 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent
+from textual.widgets import Footer, Static, TabbedContent, Tabs
 
 from tlschat import protocol
+from tlschat.client.errors_text import Context, explain, explain_failure
 from tlschat.tui import commands
-from tlschat.tui.screens.dialogs import ConfirmDialog, InvitationDialog, InviteDialog, PromptDialog
+from tlschat.tui.screens.dialogs import (
+    ConfirmDialog,
+    CreateGroupDialog,
+    InvitationDialog,
+    InviteDialog,
+    JoinDialog,
+    NewGroup,
+    PromptDialog,
+)
+from tlschat.tui.screens.file_actions import FileActions
 from tlschat.tui.screens.help import HelpScreen
+from tlschat.tui.screens.switcher import Destination, QuickSwitcher
 from tlschat.tui.state import (
     ChatState,
     Invitation,
@@ -31,6 +42,7 @@ from tlschat.tui.widgets.message_log import MessageLog
 from tlschat.tui.widgets.pane import ConversationPane, MemberList, pane_title
 from tlschat.tui.widgets.sidebar import Sidebar
 from tlschat.tui.widgets.status_bar import StatusBar
+from tlschat.tui.widgets.upload_bar import UploadBar
 
 if TYPE_CHECKING:
     from tlschat.tui.app import ChatApp
@@ -44,23 +56,40 @@ PLACEHOLDER = (
 )
 
 
-class MainScreen(Screen[None]):
+NARROW = 100
+"""Below this many columns the sidebar and member list fold away."""
+
+
+class MainScreen(FileActions):
     """Routes what the App learns to the right pane; turns keys and commands into App requests."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "new_dm", "DM"),
         Binding("ctrl+g", "new_group", "Group"),
-        Binding("ctrl+t", "invite", "Invite"),
+        Binding("ctrl+t", "invite", "Invite", show=False),  # in f1 and the palette; 60 columns
         Binding("ctrl+o", "join", "Join", show=False),
-        Binding("ctrl+l", "leave", "Leave", show=False),
-        Binding("alt+w", "close_pane", "Close pane", show=False),
+        # Over the input line's own ctrl+u (delete to the start): issue 11 asks for the picker.
+        Binding("ctrl+u", "pick_file", "Send file", show=False, priority=True),
+        Binding("f4", "open_file_in_view", "Open picture", show=False),
+        # Priority: the input box would take ctrl+k (delete to the end of the line).
+        Binding("ctrl+k", "switcher", "Switch", priority=True),
+        # ctrl+l redraws, as everywhere in a terminal (it used to leave the group).
+        Binding("ctrl+l", "redraw", "Redraw", show=False, priority=True),
+        Binding("alt+w", "close_pane", "Close pane", show=False, priority=True),
         Binding("f1", "help", "Help"),
         Binding("f2", "answer_invitation('accept')", "Accept"),
         Binding("f3", "answer_invitation('decline')", "Decline"),
-        Binding("ctrl+b", "focus_sidebar", "Sidebar", show=False),
+        Binding("ctrl+b", "toggle_sidebar", "People", show=False),
+        Binding("alt+m", "toggle_members", "Members", show=False, priority=True),
         Binding("escape", "focus_composer", "Input", show=False),
-        Binding("alt+left,ctrl+pageup", "cycle_pane(-1)", "Previous pane", show=False),
-        Binding("alt+right,ctrl+pagedown", "cycle_pane(1)", "Next pane", show=False),
+        *[
+            Binding(f"alt+{n}", f"tab({n})", f"Tab {n}", show=False, priority=True)
+            for n in range(1, 10)
+        ],
+        Binding(
+            "alt+left,ctrl+pageup", "cycle_pane(-1)", "Previous pane", show=False, priority=True
+        ),
+        Binding("alt+right,ctrl+pagedown", "cycle_pane(1)", "Next pane", show=False, priority=True),
         Binding("pageup", "scroll_log('page_up')", "Older", show=False),
         Binding("pagedown", "scroll_log('page_down')", "Newer", show=False),
     ]
@@ -86,11 +115,14 @@ class MainScreen(Screen[None]):
                 yield Static(Content(PLACEHOLDER), id="placeholder")
                 yield TabbedContent(id="tabs")
                 yield InvitationBar(id="invitation-bar")
+                yield UploadBar(id="upload-bar")
+                yield Static("", id="counter")
                 yield Composer(placeholder="Pick a conversation, or type /help", id="composer")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.composer.cursor_blink = self.chat.cursor_blink
+        self.composer.completer = self.completions
         self.query_one(InvitationBar).show(None)
         self._update_placeholder()
         self.refresh_sidebar()
@@ -98,8 +130,13 @@ class MainScreen(Screen[None]):
         self.ready.set()
 
     def on_resize(self, event: events.Resize) -> None:
-        # 80 columns: narrower sidebar and member lists, so the messages keep most of the width.
-        self.set_class(event.size.width < 100, "-narrow")
+        # Below 100 columns the sidebar and the member list fold away (ctrl+b / alt+m show them
+        # over the conversation), so that the messages keep the width (PRODUCT.md).
+        narrow = event.size.width < NARROW
+        if narrow != self.has_class("-narrow"):
+            self.remove_class("-show-sidebar", "-show-members")
+        self.set_class(narrow, "-narrow")
+        self.call_after_refresh(self._update_composer_hint)
 
     # --- widgets -------------------------------------------------------------------------------
 
@@ -182,13 +219,32 @@ class MainScreen(Screen[None]):
         return room_address(room.name if room is not None else name)
 
     async def deliver(self, message: protocol.Message) -> None:
-        """File a message under its conversation, opening the pane if needed; count it unread."""
+        """File a message under its conversation, opening the pane if needed; count it unread;
+        alert (bell, desktop notification) on a DM or a mention that is not in view."""
         address = self.state.conversation_of(message)
         pane = await self.open_conversation(address, activate=False)
         added = pane.log_view.add_messages([message])
-        if added and not self.state.is_me(message.from_) and self.tabs.active != pane.id:
+        if not added or self.state.is_me(message.from_):
+            return
+        in_view = self.in_view(pane.address)
+        if self.tabs.active != pane.id:
             self.state.mark_unread(pane.address)
             self._show_unread(pane.address)
+        direct = address.startswith("@")
+        fresh = message.id > self.state.replayed_until
+        if fresh and not in_view and (direct or self.state.mentions_me(message.text)):
+            where = "" if direct else f" in {pane.address}"
+            self.chat.alert(f"{message.from_}{where}", message.text or "(a file)")
+
+    def in_view(self, address: str) -> bool:
+        """Whether the user is looking at `address` (its tab shown, the terminal focused)."""
+        pane = self.pane_for(address)
+        return (
+            pane is not None
+            and self.tabs.active == pane.id
+            and self.app.app_focus
+            and self.is_current
+        )
 
     def add_notice(self, address: str, text: str) -> None:
         pane = self.pane_for(address)
@@ -221,11 +277,14 @@ class MainScreen(Screen[None]):
 
     def _update_composer_hint(self) -> None:
         address = self.current_address
-        self.composer.placeholder = (
-            f"Message {address}   (/help for commands)"
-            if address
-            else "Pick a conversation, or type /help"
-        )
+        if address is None:
+            self.composer.placeholder = "Pick a conversation, or type /help"
+            return
+        hint = f"Message {address}"
+        room = (self.composer.size.width or self.size.width) - 4
+        if len(hint) + 23 <= room:  # the placeholder must fit on the one line shown
+            hint += "   (/help for commands)"
+        self.composer.placeholder = hint
 
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -233,13 +292,29 @@ class MainScreen(Screen[None]):
         if address is not None:
             self.state.clear_unread(address)
             self._show_unread(address)
+            self.composer.switch_to(conversation_key(address))
         self._update_composer_hint()
         self.refresh_bindings()  # Invite and Leave depend on the pane
+        # The active tab is always in view, even after many tabs (or a long name) were added.
+        self.call_after_refresh(self._scroll_to_active_tab)
+
+    def _scroll_to_active_tab(self) -> None:
+        # Textual's Tabs scrolls when a tab is activated, but a tab added a moment before has
+        # no size yet, so it scrolls nowhere: do it again once the tab is laid out. The strip
+        # hides its overflow, hence `force`.
+        if not self.tabs.active:
+            return
+        tab = self.tabs.get_tab(self.tabs.active)
+        strip = self.tabs.query_one(Tabs).query_one("#tabs-scroll")
+        strip.scroll_to_center(tab, animate=False, force=True)
 
     # --- groups, members, presence -------------------------------------------------------------
 
     def refresh_sidebar(self) -> None:
         self.sidebar.show(self.state)
+        dialog = self.app.screen
+        if isinstance(dialog, JoinDialog):  # it lists public groups live
+            dialog.show_rooms(self.state.joinable_public_rooms())
 
     def _show_members(self, pane: ConversationPane) -> None:
         if pane.member_list is None:
@@ -248,7 +323,11 @@ class MainScreen(Screen[None]):
         online[fold(self.state.me)] = True
         room = pane.address[1:]
         pane.member_list.show(
-            self.state.members_of(room), online, self.state.me, self.state.owner_of(room)
+            self.state.members_of(room),
+            online,
+            self.state.me,
+            self.state.invited_to(room),
+            owner=self.state.owner_of(room),
         )
         pane.show_topic(self.state.topic_of(room))
 
@@ -333,12 +412,83 @@ class MainScreen(Screen[None]):
 
     @on(Composer.Submitted)
     async def _submitted(self, event: Composer.Submitted) -> None:
+        if self.current_address is not None:
+            # A path alone (pasted, or a file dropped on the terminal), before it is taken
+            # for a /command: `/home/me/cat.png` is a file, not an unknown command.
+            path = await self.pasted_path(event.text)
+            if path is not None:
+                self._offer_to_send(self.current_address, path, event.text)
+                return
         try:
             command = commands.parse(event.text)
         except commands.CommandError as exc:
             self.notify(str(exc), title="Command", severity="warning", markup=False)
             return
+        if not self._fits(command):
+            self.composer.value = event.text  # keep it, to be shortened
+            return
         await self.run_command(command)
+
+    def _offer_to_send(self, address: str, path: Path, text: str) -> None:
+        def answered(send: bool | None) -> None:
+            if send:
+                self.chat.request_upload(address, path)
+            else:  # back in the input box, to edit or send as text
+                self.composer.value = text  # puts the cursor at its end
+                self.composer.focus()
+
+        question = f"Send the file {path} to {address}?"
+        self.app.push_screen(ConfirmDialog(question, yes="Send file", no="Cancel"), answered)
+
+    @on(Composer.Changed, "#composer")
+    def _composer_changed(self, event: Composer.Changed) -> None:
+        self._show_counter()
+
+    def _show_counter(self) -> None:
+        """`3950/4000` once the text nears `max_text`; in error colours beyond it."""
+        counter = self.query_one("#counter", Static)
+        length = len(self.composer.text)
+        limit = self.state.max_text
+        near = length >= limit * 0.9
+        counter.display = near
+        counter.set_class(length > limit, "-over")
+        if near:
+            over = length - limit
+            extra = f" ({over} too many)" if over > 0 else ""
+            counter.update(Content(f"{length}/{limit} characters{extra}"))
+
+    def _fits(self, command: commands.Command) -> bool:
+        """Refuse, before sending, a text longer than the server's `max_text`."""
+        text = ""
+        match command:
+            case commands.Say(text=said):
+                text = said
+            case commands.Msg(text=said):
+                text = said
+            case commands.Me(text=said):
+                text = f"/me {said}"
+        limit = self.state.max_text
+        if len(text) <= limit:
+            return True
+        self.notify(
+            f"The message is {len(text)} characters; the server takes at most {limit}. "
+            "Shorten it, or send it in parts.",
+            title="Too long",
+            severity="warning",
+            markup=False,
+        )
+        return False
+
+    def say(self, text: str) -> None:
+        """An answer to a command (`/whois`, `/names`): in the current pane, else a toast."""
+        address = self.current_address
+        if address is not None:
+            self.add_notice(address, text)
+        else:
+            self.notify(text, markup=False, timeout=10)
+
+    def _warn(self, text: str) -> None:
+        self.notify(text, severity="warning", markup=False)
 
     async def run_command(self, command: commands.Command) -> None:
         """Do what a parsed input line asks."""
@@ -346,23 +496,29 @@ class MainScreen(Screen[None]):
             case commands.Say(text=text):
                 address = self.current_address
                 if address is None:
-                    self.notify(
-                        "Open a conversation first: pick one in the sidebar, or /msg NICK.",
-                        severity="warning",
-                        markup=False,
-                    )
+                    self._warn("Open a conversation first: pick one in the sidebar, or /msg NICK.")
                 else:
                     self.chat.request_send(address, text)
+            case commands.Me(text=text):
+                address = self.current_address
+                if address is None:
+                    self._warn("Open a conversation first: pick one in the sidebar, or /msg NICK.")
+                else:
+                    self.chat.request_send(address, f"/me {text}")
             case commands.Msg(nick=nick, text=text):
-                pane = await self.open_conversation(dm_address(nick))
-                if text:
-                    self.chat.request_send(pane.address, text)
-            case commands.Create(room=room, invite=invite):
-                self.chat.request_create(room, invite)
+                if self.state.knows(nick) or self.pane_for(dm_address(nick)) is not None:
+                    pane = await self.open_conversation(dm_address(nick))
+                    if text:
+                        self.chat.request_send(pane.address, text)
+                else:
+                    # Ask the server first: no pane for someone who does not exist.
+                    self.run_worker(self._msg_stranger(nick, text), group="ui")
+            case commands.Create(room=room, invite=invite, public=public):
+                self.chat.request_create(room, invite, public)
             case commands.InviteUser(nick=nick):
                 room = self.current_room
                 if room is None:
-                    self.notify("/invite works in a group pane.", severity="warning", markup=False)
+                    self._warn("/invite works in a group pane.")
                 else:
                     self.chat.request_invite(room, nick)
             case commands.Join(room=room):
@@ -374,18 +530,12 @@ class MainScreen(Screen[None]):
                 target = room or self.current_room
                 address = self.current_address
                 if target is None and address is not None:
-                    self.notify(
+                    self._warn(
                         f"{address} is a direct conversation: there is no group to leave. "
-                        "/close (alt+w) closes the pane.",
-                        severity="warning",
-                        markup=False,
+                        "/close (alt+w) closes the pane."
                     )
                 elif target is None:
-                    self.notify(
-                        "/leave works in a group pane (or /leave ROOM).",
-                        severity="warning",
-                        markup=False,
-                    )
+                    self._warn("/leave works in a group pane (or /leave ROOM).")
                 else:
                     self.chat.request_leave(target)
             case commands.Topic(text=text):
@@ -400,16 +550,142 @@ class MainScreen(Screen[None]):
                     self.notify("/kick works in a group pane.", severity="warning", markup=False)
                 else:
                     self.chat.request_kick(room, nick, reason)
+            case commands.Whois(nick=nick):
+                self.run_worker(self._whois(nick), group="ui")
+            case commands.Names():
+                room = self.current_room
+                if room is None:
+                    self._warn("/names works in a group pane.")
+                else:
+                    self.say(self._names_text(room))
+            case commands.ListRooms():
+                self.say(self._list_text())
+            case commands.Alerts(what=what, value=value):
+                notes = self.chat.settings.notifications
+                if what == "bell":
+                    notes.bell = value == "on"
+                    self.say(f"Bell {value} (the config file sets the default).")
+                else:
+                    notes.desktop = "osc9" if value == "on" else value  # type: ignore[assignment]
+                    shown = "off" if notes.desktop == "off" else f"on ({notes.desktop})"
+                    self.say(f"Desktop notifications {shown} (the config file sets the default).")
+            case commands.Unsupported(reason=reason):
+                self._warn(reason)
             case commands.Close():
                 self.action_close_pane()
-            case commands.Image():
-                self.notify(
-                    "Sending images is not available yet.", severity="warning", markup=False
-                )
+            case commands.Image(path=path):
+                self.send_file(path, images_only=True)
+            case commands.SendFile(path=path):
+                self.send_file(path, images_only=False)
             case commands.Help():
                 self.action_help()
             case commands.Quit():
                 await self.app.action_quit()
+
+    async def _msg_stranger(self, nick: str, text: str) -> None:
+        """`/msg` to a nick we do not know: open the pane only if the server knows it."""
+        try:
+            exists = await self.chat.user_exists(nick)
+        except Exception as exc:
+            self.notify(
+                explain_failure(exc, Context(nick=nick)),
+                title=f"Could not open @{nick}",
+                severity="error",
+                markup=False,
+            )
+            return
+        if not exists:
+            self.notify(
+                explain("no_such_user", Context(nick=nick)),
+                title=f"No @{nick}",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self.state.note_user(nick)
+        pane = await self.open_conversation(dm_address(nick))
+        if text:
+            self.chat.request_send(pane.address, text)
+
+    async def _whois(self, nick: str) -> None:
+        if not self.state.knows(nick):
+            try:
+                exists = await self.chat.user_exists(nick)
+            except Exception as exc:
+                self.notify(
+                    explain_failure(exc, Context(nick=nick)), severity="error", markup=False
+                )
+                return
+            if not exists:
+                self.say(explain("no_such_user", Context(nick=nick)))
+                return
+            self.say(f"{nick}: offline (has an account); you share no group.")
+            return
+        shown = self.state.display_nick(nick)
+        if self.state.is_me(nick):
+            status = "you"
+        else:
+            status = "online" if self.state.is_online(nick) else "offline"
+        shared = self.state.shared_rooms(nick)
+        groups = "in " + ", ".join(f"#{r}" for r in shared) if shared else "you share no group"
+        self.say(f"{shown}: {status}; {groups}.")
+
+    def _names_text(self, room: str) -> str:
+        members = sorted(self.state.members_of(room), key=lambda n: (not self._online(n), fold(n)))
+        shown = [f"{n}{'' if self._online(n) else ' (offline)'}" for n in members]
+        pending = self.state.invited_to(room)
+        text = f"#{room}, {len(members)}: " + ", ".join(shown)
+        if pending:
+            text += "; invited: " + ", ".join(pending)
+        return text
+
+    def _online(self, nick: str) -> bool:
+        return self.state.is_me(nick) or self.state.is_online(nick)
+
+    def _list_text(self) -> str:
+        rooms = sorted(self.state.public_rooms.values(), key=lambda item: fold(item[0]))
+        if not rooms:
+            return "No public groups right now. /create ROOM --public makes one."
+        return "Public groups: " + ", ".join(f"#{name} ({count})" for name, count in rooms)
+
+    # --- completion ------------------------------------------------------------------------------
+
+    def completions(self, word: str, before: str) -> list[str]:
+        """What Tab offers for `word` (see `Composer.completer`): commands, #rooms, nicks."""
+        folded = fold(word)
+        if word.startswith("/") and not before.strip():
+            return [f"/{n}" for n in sorted(commands.USAGE) if n.startswith(folded[1:])]
+        rooms = sorted(
+            {r.name for r in self.state.rooms.values()}
+            | {name for name, _ in self.state.public_rooms.values()},
+            key=fold,
+        )
+        if word.startswith("#"):
+            return [f"#{r}" for r in rooms if fold(r).startswith(folded[1:])]
+        first = before.strip().split(" ")[0].lower() if before.strip() else ""
+        if first in ("/join", "/j", "/leave", "/part") and before.strip() == first:
+            return [r for r in rooms if fold(r).startswith(folded)]
+        sigil = "@" if word.startswith("@") else ""
+        prefix = folded[len(sigil) :]
+        return [f"{sigil}{n}" for n in self._nick_candidates() if fold(n).startswith(prefix)]
+
+    def _nick_candidates(self) -> list[str]:
+        """Nicks, best first: the current group's members, the DM partner, everyone known."""
+        ordered: list[str] = []
+        room = self.current_room
+        address = self.current_address
+        if room is not None:
+            ordered += sorted(self.state.members_of(room), key=fold)
+        elif address is not None:
+            ordered.append(address[1:])
+        ordered += [u.nick for u in self.state.sorted_users()]
+        seen: set[str] = set()
+        result = []
+        for nick in ordered:
+            if fold(nick) not in seen and not self.state.is_me(nick):
+                seen.add(fold(nick))
+                result.append(nick)
+        return result
 
     # --- key bindings (also reached from the command palette) ----------------------------------
 
@@ -431,18 +707,12 @@ class MainScreen(Screen[None]):
         )
 
     def action_new_group(self) -> None:
-        async def answered(text: str | None) -> None:
-            if text:
-                await self._run_text(f"/create {text}")
+        def answered(group: NewGroup | None) -> None:
+            if group is not None:
+                self.chat.request_create(group.room, group.invite, group.public)
 
-        self.app.push_screen(
-            PromptDialog(
-                "Create a group",
-                placeholder="ROOM [NICK...]",
-                hint="A name, then who to invite (optional). Groups are invite-only.",
-            ),
-            answered,
-        )
+        nicks = [u.nick for u in self.state.sorted_users()]
+        self.app.push_screen(CreateGroupDialog(nicks), answered)
 
     def action_invite(self) -> None:
         room = self.current_room
@@ -501,21 +771,95 @@ class MainScreen(Screen[None]):
         )
 
     def action_join(self) -> None:
-        rooms = [name for name, _ in self.state.joinable_public_rooms()]
-
         async def answered(room: str | None) -> None:
             if room:
                 await self._run_text(f"/join {room}")
 
-        hint = (
-            "Public groups: " + ", ".join(f"#{r}" for r in rooms)
-            if rooms
-            else "No public groups announced."
-        )
-        self.app.push_screen(
-            PromptDialog("Join a public group", placeholder="ROOM", suggestions=rooms, hint=hint),
-            answered,
-        )
+        self.app.push_screen(JoinDialog(self.state.joinable_public_rooms()), answered)
+
+    def action_switcher(self) -> None:
+        """ctrl+k: go to any conversation by typing part of its name."""
+        seen: set[str] = set()
+        destinations: list[Destination] = []
+
+        def add(address: str, hint: str, unread: int = 0) -> None:
+            key = conversation_key(address)
+            if key not in seen:
+                seen.add(key)
+                destinations.append(Destination(address, hint, unread))
+
+        # Unread first, then the open panes in tab order, then everyone and every group.
+        panes = [p for p in self.tabs.query(ConversationPane)]
+        for pane in panes:
+            unread = self.state.unread_for(pane.address)
+            if unread:
+                add(pane.address, f"{unread} unread", unread)
+        for pane in panes:
+            if pane.id != self.tabs.active:
+                add(pane.address, "open")
+        for user in self.state.sorted_users():
+            add(dm_address(user.nick), "online" if user.online else "offline")
+        for info in sorted(self.state.rooms.values(), key=lambda r: fold(r.name)):
+            add(room_address(info.name), f"group, {_members(len(info.members))}")
+        for name, count in self.state.joinable_public_rooms():
+            add(room_address(name), f"public, {_members(count)}: Enter joins")
+
+        async def answered(address: str | None) -> None:
+            if address is None:
+                return
+            if address.startswith("#") and not self.state.is_member(address[1:]):
+                self.chat.request_join(address[1:])
+            else:
+                await self.open_conversation(address)
+
+        self.app.push_screen(QuickSwitcher(destinations), answered)
+
+    def action_redraw(self) -> None:
+        """ctrl+l: repaint the whole terminal (after line noise, a resize the terminal missed)."""
+        self.app.refresh(repaint=True, layout=True)
+        self.refresh(repaint=True, layout=True)
+
+    def action_tab(self, number: int) -> None:
+        """alt+N: the Nth tab."""
+        ids = [pane.id for pane in self.tabs.query(ConversationPane) if pane.id]
+        if 1 <= number <= len(ids):
+            self.tabs.active = ids[number - 1]
+            self.composer.focus()
+
+    def action_toggle_sidebar(self) -> None:
+        """ctrl+b: the sidebar; when narrow it folds away, and this shows it over the log."""
+        if self.has_class("-narrow"):
+            showing = not self.has_class("-show-sidebar")
+            self.set_class(showing, "-show-sidebar")
+            if showing:
+                self.remove_class("-show-members")
+                self.sidebar.option_list.focus()
+            else:
+                self.composer.focus()
+            return
+        if self.sidebar.option_list.has_focus:
+            self.composer.focus()
+        else:
+            self.sidebar.option_list.focus()
+
+    def action_toggle_members(self) -> None:
+        """alt+m: the member list of the group shown (over the log, when narrow)."""
+        address = self.current_address
+        pane = self.pane_for(address) if address else None
+        if pane is None or pane.member_list is None:
+            return
+        if self.has_class("-narrow"):
+            showing = not self.has_class("-show-members")
+            self.set_class(showing, "-show-members")
+            if showing:
+                self.remove_class("-show-sidebar")
+                pane.member_list.focus()
+            else:
+                self.composer.focus()
+        elif pane.member_list.has_focus:
+            self.composer.focus()
+        else:
+            pane.member_list.focus()
 
     def action_leave(self) -> None:
         room = self.current_room
@@ -537,9 +881,12 @@ class MainScreen(Screen[None]):
         self.app.push_screen(HelpScreen())
 
     def action_focus_sidebar(self) -> None:
+        if self.has_class("-narrow"):
+            self.add_class("-show-sidebar")
         self.sidebar.option_list.focus()
 
     def action_focus_composer(self) -> None:
+        self.remove_class("-show-sidebar", "-show-members")
         self.composer.focus()
 
     def action_cycle_pane(self, step: int) -> None:
@@ -570,3 +917,7 @@ class MainScreen(Screen[None]):
     def open_later(self, address: str) -> None:
         """Open a conversation from a callback that cannot await (the command palette)."""
         self.run_worker(self.open_conversation(address), group="ui")
+
+
+def _members(count: int) -> str:
+    return "1 member" if count == 1 else f"{count} members"

@@ -1,27 +1,54 @@
-"""The input line: a single-line editor with a history of what was sent (up/down)."""
+"""The input box: multi-line text, Tab completion, and a history and a draft per conversation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
-from textual.widgets import Input
+from textual.widgets import TextArea
+
+Completer = Callable[[str, str], list[str]]
+"""`(word before the cursor, the text of the input before that word) -> candidates, best first`.
+
+A candidate replaces the word as it is; the composer adds `: ` after a nick completed at the
+very start of the input (the mention form) and a space after anything else.
+"""
 
 
-class Composer(Input):
-    """Type a message or a /command; Enter posts `Composer.Submitted`, up/down walk the history."""
+@dataclass
+class _Cycle:
+    """Where the last Tab put a completion, so that the next Tab replaces it with the next one."""
+
+    row: int
+    start: int
+    """Column where the completed word starts."""
+    candidates: list[str]
+    index: int
+    inserted: str
+    """The text the last Tab inserted (candidate and suffix)."""
+
+
+class Composer(TextArea):
+    """Type a message or a /command. Enter posts `Composer.Submitted`; shift+enter and ctrl+j
+    add a line; a paste keeps its lines. Up on the first line and down on the last walk the
+    history of the conversation shown (`conversation`), as shells do.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "history(-1)", "Previous line", show=False),
-        Binding("down", "history(1)", "Next line", show=False),
+        # The log scrolls with these, even while typing (the box itself is only a few lines).
+        Binding("pageup", "screen.scroll_log('page_up')", "Older", show=False),
+        Binding("pagedown", "screen.scroll_log('page_down')", "Newer", show=False),
     ]
 
     HISTORY_SIZE: ClassVar[int] = 200
-    """How many submitted lines up/down can reach."""
+    """How many submitted texts up/down can reach, per conversation."""
 
     class Submitted(Message):
-        """The user pressed Enter on a non-empty line (already cleared from the input)."""
+        """The user pressed Enter on a non-empty text (already cleared from the box)."""
 
         def __init__(self, composer: Composer, text: str) -> None:
             super().__init__()
@@ -33,43 +60,172 @@ class Composer(Input):
             return self.composer
 
     def __init__(self, *, placeholder: str = "", id: str | None = None) -> None:
-        super().__init__(placeholder=placeholder, id=id, select_on_focus=False)
-        self.history: list[str] = []
-        """Lines submitted, oldest first."""
+        super().__init__(
+            placeholder=placeholder,
+            id=id,
+            soft_wrap=True,
+            tab_behavior="focus",
+            show_line_numbers=False,
+            highlight_cursor_line=False,
+        )
+        self.conversation = ""
+        """Key of the conversation shown: the history and the draft are kept per conversation."""
+        self.histories: dict[str, list[str]] = {}
+        """Texts submitted, oldest first, per conversation."""
+        self._drafts: dict[str, str] = {}
         self._position: int | None = None
-        """Index into `history` while walking it, None when editing a fresh line."""
+        """Index into the current history while walking it, None when editing a fresh text."""
         self._draft = ""
-        """The unsent line that was being edited before walking the history."""
+        """The unsent text that was being edited before walking the history."""
+        self.completer: Completer | None = None
+        """Set by the screen: where Tab finds candidates."""
+        self._cycle: _Cycle | None = None
 
-    async def action_submit(self) -> None:
-        text = self.value
-        if not text.strip():
+    @property
+    def sent(self) -> list[str]:
+        """The current conversation's history."""
+        return self.histories.setdefault(self.conversation, [])
+
+    @property
+    def value(self) -> str:
+        """The text being written (an alias of `text`, as for an `Input`)."""
+        return self.text
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.load_text(text)
+        self.move_cursor(self.document.end)
+
+    # --- switching conversations -----------------------------------------------------------
+
+    def switch_to(self, conversation: str) -> None:
+        """Show another conversation's draft; this one's unsent text waits for it."""
+        if conversation == self.conversation:
             return
-        if not self.history or self.history[-1] != text:
-            self.history.append(text)
-            del self.history[: -self.HISTORY_SIZE]
+        if self.text:
+            self._drafts[self.conversation] = self.text
+        else:
+            self._drafts.pop(self.conversation, None)
+        self.conversation = conversation
         self._position = None
         self._draft = ""
-        self.value = ""
+        self._cycle = None
+        self.value = self._drafts.pop(conversation, "")
+
+    # --- keys ------------------------------------------------------------------------------
+
+    async def _on_key(self, event: events.Key) -> None:
+        key = event.key
+        if key != "tab":
+            self._cycle = None
+        if key == "enter":
+            event.stop()
+            event.prevent_default()
+            self.submit()
+            return
+        if key in ("shift+enter", "ctrl+j", "alt+enter"):
+            event.stop()
+            event.prevent_default()
+            start, end = self.selection
+            self._replace_via_keyboard("\n", start, end)
+            return
+        if key == "tab" and self.complete():
+            event.stop()
+            event.prevent_default()
+            return
+        if key.startswith("alt+"):
+            return  # a shortcut (bound or not), never the letter typed into the message
+        await super()._on_key(event)
+
+    def check_consume_key(self, key: str, character: str | None = None) -> bool:
+        if key == "tab":
+            return True  # completion, not focus movement
+        return super().check_consume_key(key, character)
+
+    def submit(self) -> None:
+        text = self.text
+        if not text.strip():
+            return
+        history = self.sent
+        if not history or history[-1] != text:
+            history.append(text)
+            del history[: -self.HISTORY_SIZE]
+        self._position = None
+        self._draft = ""
+        self.clear()
         self.post_message(self.Submitted(self, text))
 
-    def action_history(self, step: int) -> None:
-        """Move `step` lines through the history (-1 older, +1 newer), as shells do."""
-        if not self.history:
+    def action_cursor_up(self, select: bool = False) -> None:
+        if not select and self.cursor_location[0] == 0 and self._walk(-1):
             return
+        super().action_cursor_up(select)
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        last = self.document.line_count - 1
+        if not select and self.cursor_location[0] == last and self._walk(1):
+            return
+        super().action_cursor_down(select)
+
+    def _walk(self, step: int) -> bool:
+        """Move `step` texts through the history (-1 older, +1 newer); False if it cannot."""
+        history = self.sent
+        if not history:
+            return False
         if self._position is None:
             if step > 0:
-                return
-            self._draft = self.value
-            position = len(self.history) - 1
+                return False
+            self._draft = self.text
+            position = len(history) - 1
         else:
             position = self._position + step
         if position < 0:
-            position = 0
-        if position >= len(self.history):
+            return True  # the oldest: stay there
+        if position >= len(history):
             self._position = None
             self.value = self._draft
         else:
             self._position = position
-            self.value = self.history[position]
-        self.cursor_position = len(self.value)
+            self.value = history[position]
+        return True
+
+    # --- completion ------------------------------------------------------------------------
+
+    def complete(self) -> bool:
+        """Complete the word before the cursor, or the next candidate on a repeated Tab."""
+        if self.completer is None:
+            return False
+        row, column = self.cursor_location
+        line = self.document.get_line(row)
+        cycle = self._cycle
+        if (
+            cycle is not None
+            and cycle.row == row
+            and line[cycle.start : column] == cycle.inserted
+            and len(cycle.candidates) > 1
+        ):
+            cycle.index = (cycle.index + 1) % len(cycle.candidates)
+            self._put(cycle, column)
+            return True
+        start = column
+        while start > 0 and not line[start - 1].isspace():
+            start -= 1
+        word = line[start:column]
+        if not word:
+            return False
+        before = "\n".join([*(self.document.get_line(r) for r in range(row)), line[:start]])
+        candidates = self.completer(word, before)
+        if not candidates:
+            self.app.bell()
+            return True  # nothing to complete, but Tab never leaves the box
+        cycle = _Cycle(row, start, candidates, 0, word)
+        self._put(cycle, column)
+        self._cycle = cycle
+        return True
+
+    def _put(self, cycle: _Cycle, end: int) -> None:
+        candidate = cycle.candidates[cycle.index]
+        mention = cycle.row == 0 and cycle.start == 0 and candidate[:1] not in "/#@"
+        inserted = candidate + (": " if mention else " ")
+        self.replace(inserted, (cycle.row, cycle.start), (cycle.row, end))
+        self.move_cursor((cycle.row, cycle.start + len(inserted)))
+        cycle.inserted = inserted

@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from pathlib import Path
 from typing import ClassVar
 
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tlschat.client.attachments import human_size
 from tlschat.protocol import FileMeta
 from tlschat.protocol import Message as ChatMessage
+from tlschat.tui import images
+from tlschat.tui.state import mention_pattern
+from tlschat.tui.widgets import attachments
 
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """Control characters (other than newline and tab) never reach the terminal, whatever a peer sends."""
+
+
+log = logging.getLogger(__name__)
+
+DECODES_AT_ONCE = 2
+"""Pictures one log decodes at the same time; the rest wait their turn."""
 
 
 def local_time(ts: str, tz: tzinfo | None = None) -> str:
@@ -36,10 +49,10 @@ def local_time(ts: str, tz: tzinfo | None = None) -> str:
 
 
 def describe_file(meta: FileMeta) -> str:
-    """One line for an attachment; the image widget (a later issue) replaces it for images."""
-    size = f"{meta.size / 1024:.0f} KiB" if meta.size >= 1024 else f"{meta.size} B"
-    dims = f", {meta.width}×{meta.height}" if meta.width and meta.height else ""
-    return f"[file: {meta.name} ({meta.mime}, {size}{dims})]"
+    """One line for an attachment: `red.png · 64×48 · 136 B` (a picture), or name, type, size."""
+    if attachments.wants_picture(meta):
+        return f"{meta.name} · {meta.width}×{meta.height} · {human_size(meta.size)}"
+    return f"{meta.name} · {meta.mime} · {human_size(meta.size)}"
 
 
 @dataclass(eq=False)
@@ -54,6 +67,10 @@ class Entry:
     notice: bool = False
     strips: list[Strip] = field(default_factory=list)
     """Rendered lines at the log's current width (empty: not rendered yet)."""
+    file: FileMeta | None = None
+    """The message's file: a picture or a card below the text."""
+    file_line: int = -1
+    """Index in `strips` of the file's first line (-1: none)."""
 
 
 class MessageLog(ScrollView, can_focus=True):
@@ -70,6 +87,10 @@ class MessageLog(ScrollView, can_focus=True):
         "message-log--own",
         "message-log--mark",
         "message-log--notice",
+        "message-log--file",
+        "message-log--button",
+        "message-log--mention",
+        "message-log--action",
     }
 
     DEFAULT_CSS = """
@@ -84,6 +105,10 @@ class MessageLog(ScrollView, can_focus=True):
     MessageLog > .message-log--own { color: $text-accent; text-style: bold; }
     MessageLog > .message-log--mark { color: $text-accent; text-style: bold; }
     MessageLog > .message-log--notice { color: $text-muted; text-style: italic; }
+    MessageLog > .message-log--file { color: $text-muted; background: $boost; }
+    MessageLog > .message-log--button { color: $text; background: $primary-muted; text-style: bold; }
+    MessageLog > .message-log--mention { color: $text-warning; background: $warning-muted; text-style: bold; }
+    MessageLog > .message-log--action { text-style: italic; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -93,6 +118,8 @@ class MessageLog(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("home", "scroll_home", "Oldest", show=False),
         Binding("end", "scroll_end", "Newest", show=False),
+        Binding("enter", "open_file", "Open file", show=False),
+        Binding("s", "save_file", "Save file", show=False),
     ]
 
     class OlderWanted(Message):
@@ -103,6 +130,44 @@ class MessageLog(ScrollView, can_focus=True):
             self.log = log
             self.before = before
             """Fetch messages older than this id (None: the newest)."""
+
+        @property
+        def control(self) -> MessageLog:
+            return self.log
+
+    class FileWanted(Message):
+        """A picture came near the view: fetch its bytes, then call `file_ready()` (or
+        `file_failed()`)."""
+
+        def __init__(self, log: MessageLog, meta: FileMeta) -> None:
+            super().__init__()
+            self.log = log
+            self.meta = meta
+
+        @property
+        def control(self) -> MessageLog:
+            return self.log
+
+    class FileChosen(Message):
+        """The user asked to `open` a picture full size, or to `save` a file."""
+
+        def __init__(self, log: MessageLog, meta: FileMeta, action: str) -> None:
+            super().__init__()
+            self.log = log
+            self.meta = meta
+            self.action = action
+
+        @property
+        def control(self) -> MessageLog:
+            return self.log
+
+    class UnseenChanged(Message):
+        """How many messages arrived below the view while the user was scrolled up (0: none)."""
+
+        def __init__(self, log: MessageLog, count: int) -> None:
+            super().__init__()
+            self.log = log
+            self.count = count
 
         @property
         def control(self) -> MessageLog:
@@ -140,6 +205,15 @@ class MessageLog(ScrollView, can_focus=True):
         self._rendered_styles: tuple[Style, ...] = ()
         self._relayouting = False
         """Scroll changes made by `_relayout` itself are not the user reaching the top."""
+        self._following = True
+        """The view was at the bottom when last scrolled: a resize (the upload bar showing,
+        say) keeps it there."""
+        self._decode_slots: asyncio.Semaphore | None = None
+        """At most DECODES_AT_ONCE pictures decoded at once (worker threads share 2 cores)."""
+        self._files: dict[str, attachments.FileState] = {}
+        """Files shown, by id: whether their bytes are here, and their decoded pictures."""
+        self.unseen = 0
+        """Messages of others that arrived below the view while scrolled up."""
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -164,11 +238,21 @@ class MessageLog(ScrollView, can_focus=True):
         if not fresh:
             return 0
         view = self._view()
+        newest = self._max_id
         for message in fresh:
             self._ids.add(message.id)
             self._insert(self._entry_for(message))
         self._relayout(view)
+        at_bottom = view[0]
+        below = [m for m in fresh if m.id > newest and m.from_.casefold() != self.me.casefold()]
+        if below and not at_bottom and self._lines and self.max_scroll_y > 0:
+            self._set_unseen(self.unseen + len(below))
         return len(fresh)
+
+    def _set_unseen(self, count: int) -> None:
+        if count != self.unseen:
+            self.unseen = count
+            self.post_message(self.UnseenChanged(self, count))
 
     def add_notice(self, text: str, ts: str | None = None) -> None:
         """A line from the client itself (joins, declines, errors), after everything shown."""
@@ -201,15 +285,192 @@ class MessageLog(ScrollView, can_focus=True):
                 entry.strips = []
             self._relayout()
 
+    # --- files ---------------------------------------------------------------------------------
+
+    def file_state(self, file_id: str) -> attachments.FileState:
+        return self._files.setdefault(file_id, attachments.FileState())
+
+    def file_ready(self, meta: FileMeta, path: Path) -> None:
+        """The answer to `FileWanted`: the verified bytes of `meta` are at `path`."""
+        state = self.file_state(meta.id)
+        state.status, state.path, state.error = "ready", path, ""
+        self._file_changed(meta.id)
+
+    def file_failed(self, meta: FileMeta, error: str) -> None:
+        """`FileWanted` could not be answered: say why where the picture would be."""
+        state = self.file_state(meta.id)
+        state.status, state.error = "failed", error
+        self._file_changed(meta.id)
+
+    @property
+    def picture_sizes(self) -> dict[str, tuple[int, int]]:
+        """File id -> (columns, rows) of each picture shown decoded (for tests)."""
+        return {file_id: size for file_id, state in self._files.items() for size in state.pictures}
+
+    def _file_changed(self, file_id: str) -> None:
+        for entry in self._entries:
+            if entry.file is not None and entry.file.id == file_id:
+                entry.strips = []
+        self._relayout()
+
+    @property
+    def _terminal(self) -> images.Terminal:
+        terminal = getattr(self.app, "image_terminal", None)
+        return terminal if isinstance(terminal, images.Terminal) else images.Terminal()
+
+    def _file_strips(self, meta: FileMeta, width: int) -> list[Strip]:
+        """The picture (or its placeholder) or the card of `meta`, in the text column."""
+        inner = max(1, width - attachments.INDENT)
+        base = self._style("message-log--file")
+        state = self.file_state(meta.id)
+        if not attachments.wants_picture(meta):
+            button = self._style("message-log--button")
+            strips = attachments.card(meta, inner, base, button, state.error)
+            return attachments.indent(strips, width, self.rich_style)
+        size = attachments.picture_box(meta, inner, self.app.size.height or 24, self._terminal)
+        picture = state.pictures.get(size)
+        if picture is None:
+            if state.status == "failed":
+                label = state.error
+            elif state.status == "ready":
+                label = "…"
+                self._decode(meta, size)
+            else:
+                label = f"loading {meta.name}…"
+            picture = attachments.placeholder(*size, label, base)
+        return attachments.indent(picture, width, self.rich_style)
+
+    def _decode(self, meta: FileMeta, size: tuple[int, int]) -> None:
+        state = self.file_state(meta.id)
+        if size in state.decoding or state.path is None:
+            return
+        state.decoding.add(size)
+        self._decode_picture(meta, state.path, size)
+
+    @work(group="decode", exit_on_error=False)
+    async def _decode_picture(self, meta: FileMeta, path: Path, size: tuple[int, int]) -> None:
+        state = self.file_state(meta.id)
+        background = self.rich_style.bgcolor
+        triplet = background.get_truecolor() if background is not None else None
+        back = (triplet.red, triplet.green, triplet.blue) if triplet is not None else (0, 0, 0)
+        terminal = self._terminal
+        if self._decode_slots is None:
+            self._decode_slots = asyncio.Semaphore(DECODES_AT_ONCE)
+        try:
+            async with self._decode_slots:
+                strips = await self._decoded(path, size, terminal, back)
+        except Exception as exc:
+            log.debug("cannot decode %s: %r", meta.name, exc)
+            state.status, state.error = "failed", f"cannot show {meta.name}: it does not decode"
+            strips = None
+        finally:
+            state.decoding.discard(size)
+        if strips is not None:
+            state.pictures[size] = strips
+        self._file_changed(meta.id)
+
+    async def _decoded(
+        self,
+        path: Path,
+        size: tuple[int, int],
+        terminal: images.Terminal,
+        back: tuple[int, int, int],
+    ) -> list[Strip]:
+        if terminal.mode == "tgp":
+            kitty = await asyncio.to_thread(images.render_kitty, path, *size, terminal)
+            self._send_to_terminal(kitty.transmit)
+            return kitty.strips
+        return await asyncio.to_thread(
+            images.render_cells, path, *size, mode=terminal.mode, background=back
+        )
+
+    def _send_to_terminal(self, data: str) -> None:
+        """Raw escape codes (Kitty graphics), in order with Textual's own output: through the
+        driver's writer, never straight to stdout from here."""
+        driver = getattr(self.app, "_driver", None)  # Textual has no public handle on it
+        if driver is not None and not self.app.is_headless:
+            driver.write(data)
+
+    def _want_visible_files(self) -> None:
+        """Ask for the pictures within a screen of the view (lazily, never the whole history)."""
+        if not self.is_mounted or not self._starts:
+            return
+        height = self.size.height
+        top = max(0, self.scroll_offset.y - height)
+        bottom = self.scroll_offset.y + 2 * height
+        first = max(0, bisect_right(self._starts, top) - 1)
+        for entry, start in zip(self._entries[first:], self._starts[first:], strict=False):
+            if start > bottom:
+                break
+            meta = entry.file
+            if meta is None or not attachments.wants_picture(meta):
+                continue
+            state = self.file_state(meta.id)
+            if state.status == "new":
+                state.status = "loading"
+                self.post_message(self.FileWanted(self, meta))
+
+    def _file_in_view(self) -> FileMeta | None:
+        """The file of the lowest message in view that has one."""
+        if not self._starts:
+            return None
+        top, bottom = self.scroll_offset.y, self.scroll_offset.y + self.size.height
+        last = bisect_right(self._starts, bottom) - 1
+        for index in range(min(last, len(self._entries) - 1), -1, -1):
+            entry = self._entries[index]
+            if self._starts[index] + len(entry.strips) <= top:
+                break
+            if entry.file is not None:
+                return entry.file
+        return None
+
+    def action_open_file(self) -> None:
+        meta = self._file_in_view()
+        if meta is not None:
+            action = "open" if attachments.wants_picture(meta) else "save"
+            self.post_message(self.FileChosen(self, meta, action))
+
+    def action_save_file(self) -> None:
+        meta = self._file_in_view()
+        if meta is not None:
+            self.post_message(self.FileChosen(self, meta, "save"))
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or not self._starts:
+            return
+        line = self.scroll_offset.y + offset.y
+        index = bisect_right(self._starts, line) - 1
+        if not 0 <= index < len(self._entries):
+            return
+        entry = self._entries[index]
+        if entry.file is None or entry.file_line < 0:
+            return
+        if line - self._starts[index] >= entry.file_line:
+            action = "open" if attachments.wants_picture(entry.file) else "save"
+            self.post_message(self.FileChosen(self, entry.file, action))
+
     # --- building and rendering ----------------------------------------------------------------
 
     def _entry_for(self, message: ChatMessage) -> Entry:
         text = _UNPRINTABLE.sub("\ufffd", message.text)
-        if message.file is not None:
-            # Where the image widget goes later: for now, one descriptive line.
-            text = f"{text}\n{describe_file(message.file)}" if text else describe_file(message.file)
+        meta = message.file
+        if meta is not None:
+            # The file's name is a peer's text too: never control characters on the terminal.
+            meta = meta.model_copy(update={"name": _UNPRINTABLE.sub("\ufffd", meta.name)})
+            if attachments.wants_picture(meta):
+                text = f"{text}\n{describe_file(meta)}" if text else describe_file(meta)
+            elif not text:
+                text = meta.name  # the card below says the rest
         own = message.from_.casefold() == self.me.casefold()
-        return Entry(message.id, local_time(message.ts, self.tz), text, nick=message.from_, own=own)
+        return Entry(
+            message.id,
+            local_time(message.ts, self.tz),
+            text,
+            nick=message.from_,
+            own=own,
+            file=meta,
+        )
 
     def _insert(self, entry: Entry) -> None:
         assert entry.id is not None
@@ -243,13 +504,31 @@ class MessageLog(ScrollView, can_focus=True):
             mark.stylize(self._style("message-log--mark"))
             component = "message-log--own" if entry.own else "message-log--nick"
             body = Text(overflow="fold")
-            body.append(entry.nick, style=self._style(component))
-            body.append(": ")
-            body.append(entry.text)  # literally: Text.append never parses markup
+            text = entry.text
+            if text.startswith("/me "):  # an action: `* bob waves`
+                body.append("* ", style=self._style("message-log--action"))
+                body.append(entry.nick, style=self._style(component))
+                text = text[3:]
+                start = len(body)
+                body.append(text, style=self._style("message-log--action"))
+            else:
+                body.append(entry.nick, style=self._style(component))
+                body.append(": ")
+                start = len(body)
+                body.append(text)  # literally: Text.append never parses markup
+            if not entry.own and self.me:
+                mention = self._style("message-log--mention")
+                for match in mention_pattern(self.me).finditer(text):
+                    body.stylize(mention, start + match.start(), start + match.end())
         grid.add_row(time, mark, body)
         options = console.options.update(width=width, min_width=width, max_width=width, height=None)
         lines = console.render_lines(grid, options, pad=True)
-        return [Strip(line, width) for line in lines]
+        strips = [Strip(line, width) for line in lines]
+        entry.file_line = -1
+        if entry.file is not None and not entry.notice:
+            entry.file_line = len(strips)
+            strips.extend(self._file_strips(entry.file, width))
+        return strips
 
     @property
     def text_width(self) -> int:
@@ -295,6 +574,7 @@ class MessageLog(ScrollView, can_focus=True):
         finally:
             self._relayouting = False
         self.refresh()
+        self.call_after_refresh(self._want_visible_files)
 
     def _at_bottom(self) -> bool:
         return not self._lines or self.scroll_offset.y >= self.max_scroll_y
@@ -342,13 +622,20 @@ class MessageLog(ScrollView, can_focus=True):
     # --- events --------------------------------------------------------------------------------
 
     def on_resize(self, event: events.Resize) -> None:
-        self._relayout()
+        # The height changed under a view that followed the newest messages: keep following
+        # (the new size already makes the old offset look scrolled up).
+        self._relayout((self._following or self._at_bottom(), self._anchor()))
         self.call_after_refresh(self._check_top)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
+        self._following = round(new_value) >= self.max_scroll_y
         if round(new_value) <= 0 and not self._relayouting:
             self._check_top()
+        if round(old_value) != round(new_value):
+            self._want_visible_files()
+        if self.unseen and round(new_value) >= self.max_scroll_y:
+            self._set_unseen(0)
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         # Already at the top, the scroll position does not change: ask here.

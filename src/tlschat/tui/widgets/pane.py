@@ -7,7 +7,7 @@ from datetime import tzinfo
 
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
 from textual.widgets import OptionList, Static, TabPane
@@ -38,8 +38,15 @@ class MemberList(OptionList):
         self._nicks: dict[str, str] = {}
 
     def show(
-        self, members: Iterable[str], online: dict[str, bool], me: str, owner: str | None = None
+        self,
+        members: Iterable[str],
+        online: dict[str, bool],
+        me: str,
+        pending: Iterable[str] = (),
+        owner: str | None = None,
     ) -> None:
+        """Members, online first (the owner marked); then `pending`: invited, not answered yet
+        (dimmed)."""
         names = sorted(members, key=lambda n: (not online.get(n.casefold(), False), n.casefold()))
         options = []
         for nick in names:
@@ -49,7 +56,11 @@ class MemberList(OptionList):
             if nick.casefold() == me.casefold():
                 label = label.append(Content.styled(" (you)", "$text-muted"))
             options.append(Option(label, id=pane_id("member", nick)))
-        self._nicks = {pane_id("member", n): n for n in names}
+        invited = [n for n in pending if n.casefold() not in {m.casefold() for m in names}]
+        for nick in invited:
+            label = Content.styled(f"◌ {nick} (invited)", "italic $text-muted")
+            options.append(Option(label, id=pane_id("member", nick)))
+        self._nicks = {pane_id("member", n): n for n in [*names, *invited]}
         self.set_options(options)
         self.border_title = f"Members ({len(names)})"
 
@@ -78,12 +89,25 @@ class ConversationPane(TabPane):
             self.topic_line.update(Content(f"Topic: {topic}") if topic else Content(""))
             self.topic_line.display = bool(topic)
 
+        self.new_below = Static("", classes="new-below")
+        """"N new messages below": shown while the user is scrolled up and messages arrive."""
+
     def compose(self) -> ComposeResult:
         if self.topic_line is not None:
             self.topic_line.display = False
             yield self.topic_line
         with Horizontal(classes="conversation-body"):
-            yield self.log_view
-            # The image viewer (a later issue) docks here, beside or over the log.
+            with Vertical(classes="log-column"):
+                yield self.log_view
+                yield self.new_below
             if self.member_list is not None:
                 yield self.member_list
+
+    @on(MessageLog.UnseenChanged)
+    def _unseen(self, event: MessageLog.UnseenChanged) -> None:
+        event.stop()
+        count = event.count
+        self.new_below.set_class(count > 0, "-visible")
+        if count:
+            noun = "message" if count == 1 else "messages"
+            self.new_below.update(Content(f"↓ {count} new {noun} below (pagedown)"))

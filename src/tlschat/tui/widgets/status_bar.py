@@ -76,15 +76,28 @@ class StatusBar(Static):
             self._timer.stop()
             self._timer = None
         dot = "●" if self.state == "connected" else "○" if self.state == "closed" else "◌"
-        parts: list[Content | str | tuple[str, str]] = [(f" {dot} {self.state_text()}", "bold")]
-        if self.detail and self.state != "connected":
-            parts.append((f" ({self.detail})", ""))
-        if self.hint:
-            parts += [" · ", (self.hint, "bold")]
-        if self.server:
-            parts += ["  ", (self.server, "")]
-        if self.tls:
-            parts += ["  ", (self.tls, "")]
-        if self.nick:
-            parts += ["  as ", (self.nick, "bold")]
-        self.update(Content.assemble(*parts))
+        width = self.size.width or 200
+        # What does not fit goes, least useful first: the cipher, then the server, then TLS.
+        tls_parts = self.tls.split()
+        for drop in range(4):
+            tls = " ".join(tls_parts[:1]) if drop >= 1 else self.tls
+            server = "" if drop >= 2 else self.server
+            tls = "" if drop >= 3 else tls
+            parts: list[Content | str | tuple[str, str]] = [(f" {dot} {self.state_text()}", "bold")]
+            if self.detail and self.state != "connected":
+                parts.append((f" ({self.detail})", ""))
+            if self.hint:
+                parts += [" · ", (self.hint, "bold")]
+            if server:
+                parts += ["  ", (server, "")]
+            if tls:
+                parts += ["  ", (tls, "")]
+            if self.nick:
+                parts += ["  as ", (self.nick, "bold")]
+            content = Content.assemble(*parts)
+            if content.cell_length <= width:
+                break
+        self.update(content)
+
+    def on_resize(self) -> None:
+        self._redraw()
