@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.widgets import Input
-
 from tests.tui.fake_client import FakeClient
 from tests.tui.helpers import main_screen, make_app, wait_for
 from tlschat import protocol
@@ -15,7 +13,7 @@ SIZE = (100, 30)
 
 
 async def type_line(pilot: Any, text: str) -> None:
-    pilot.app.screen.query_one("#composer", Input).focus()
+    pilot.app.screen.query_one("#composer").focus()
     await pilot.press(*text, "enter")
 
 
