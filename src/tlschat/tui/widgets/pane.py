@@ -83,14 +83,14 @@ class ConversationPane(TabPane):
         self.member_list = MemberList(classes="members") if self.is_group else None
         self.topic_line = Static("", classes="topic") if self.is_group else None
 
+        self.new_below = Static("", classes="new-below")
+        """"N new messages below": shown while the user is scrolled up and messages arrive."""
+
     def show_topic(self, topic: str) -> None:
         """The group's topic above its log (literal text); hidden while there is none."""
         if self.topic_line is not None:
             self.topic_line.update(Content(f"Topic: {topic}") if topic else Content(""))
             self.topic_line.display = bool(topic)
-
-        self.new_below = Static("", classes="new-below")
-        """"N new messages below": shown while the user is scrolled up and messages arrive."""
 
     def compose(self) -> ComposeResult:
         if self.topic_line is not None:
