@@ -74,8 +74,10 @@ class ChatServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._sessions: set[Session] = set()
         self._per_ip: Counter[str] = Counter()
-        self._waiting: dict[asyncio.Task[None], Callable[[], None]] = {}
-        """Connections not logged in yet, oldest first, each with how to drop it."""
+        self._handshaking: dict[asyncio.Task[None], Callable[[], None]] = {}
+        """Connections in their TLS handshake, oldest first, each with how to drop it."""
+        self._awaiting_hello: dict[asyncio.Task[None], Callable[[], None]] = {}
+        """Connections past the handshake, not logged in yet, oldest first."""
         self._waiting_per_ip: Counter[str] = Counter()
         self._evicted = 0
         self._refused = 0
@@ -261,11 +263,14 @@ class ChatServer:
     def _make_room_to_wait(self) -> None:
         """All `max_unauth` places for connections not yet logged in are taken: the one that has
         waited longest goes (PROTOCOL.md), so a flood of silent connections from many addresses
-        slows a prompt client down but never shuts it out."""
-        while len(self._waiting) >= self.config.max_unauth:
-            oldest, drop = next(iter(self._waiting.items()))
-            del self._waiting[oldest]
-            drop()
+        slows a prompt client down but never shuts it out. Connections still in their TLS
+        handshake go first: a client that has finished its handshake is already more prompt
+        than any of them (a flood that re-opens its sockets would otherwise always be younger
+        than the client whose login it is pushing out)."""
+        while len(self._handshaking) + len(self._awaiting_hello) >= self.config.max_unauth:
+            queue = self._handshaking or self._awaiting_hello
+            oldest = next(iter(queue))
+            queue.pop(oldest)()
             self._evicted += 1
             self._log_refusal("many addresses", "max_unauth: closed the longest-waiting one")
 
@@ -311,13 +316,13 @@ class ChatServer:
             else:
                 task.cancel()
 
-        self._waiting[task] = drop
+        self._handshaking[task] = drop
 
         def logged_in() -> None:
             nonlocal waiting
             if waiting:
                 waiting = False
-                self._waiting.pop(task, None)
+                self._awaiting_hello.pop(task, None)
                 self._stop_waiting(ip)
 
         try:
@@ -332,10 +337,9 @@ class ChatServer:
                 log.debug("TLS handshake with %s failed: %s", ip, exc)
                 (writer.transport or raw).abort()
                 return
-            except asyncio.CancelledError:
-                if not evicted:
-                    raise
-                return
+            # Past the handshake: now among those waiting for their `hello`.
+            if task in self._handshaking:
+                self._awaiting_hello[task] = self._handshaking.pop(task)
             ssl_object = writer.get_extra_info("ssl_object")
             if ssl_object is None or ssl_object.selected_alpn_protocol() != ALPN:
                 # Not a tlschat client (PROTOCOL.md "Transport": ALPN tlschat/1 or nothing).
@@ -357,6 +361,9 @@ class ChatServer:
             )
             self._sessions.add(session)
             await session.run()
+        except asyncio.CancelledError:
+            if not evicted:  # an evicted connection's task ends quietly; shutdown's does not
+                raise
         finally:
             if session is not None:
                 self._sessions.discard(session)
@@ -365,7 +372,8 @@ class ChatServer:
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
             if waiting:
-                self._waiting.pop(task, None)
+                self._handshaking.pop(task, None)
+                self._awaiting_hello.pop(task, None)
                 self._stop_waiting(ip)
 
     def _stop_waiting(self, ip: str) -> None:
