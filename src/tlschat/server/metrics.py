@@ -123,12 +123,11 @@ class ServerCollector(Collector):
         connections = GaugeMetricFamily(
             "tlschat_connections", "Open connections, by state.", labels=["state"]
         )
-        total = len(server._connections)
-        sessions = len(server._sessions)
-        unauth = len(server._waiting)
-        logged_in = max(0, total - unauth)
-        connections.add_metric(["handshake"], max(0, total - sessions))
-        connections.add_metric(["not_logged_in"], max(0, unauth - max(0, total - sessions)))
+        handshaking = len(server._handshaking)
+        awaiting = len(server._awaiting_hello)
+        logged_in = sum(1 for session in server._sessions if session.user is not None)
+        connections.add_metric(["handshake"], handshaking)
+        connections.add_metric(["not_logged_in"], awaiting)
         connections.add_metric(["logged_in"], logged_in)
         yield connections
         yield GaugeMetricFamily(
