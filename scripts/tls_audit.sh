@@ -69,7 +69,7 @@ if [ -z "$target" ]; then
     server_pid=$!
     port=""
     for _ in $(seq 300); do
-        port=$(sed -n 's/^tlschat .*: listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$work/serve.log")
+        port=$(sed -n 's/.*tlschat [^ ]* listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$work/serve.log")
         [ -n "$port" ] && break
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1

@@ -319,11 +319,26 @@ def ensure_server_cert(data_dir: Path, extra_names: Sequence[str] = ()) -> tuple
     folder = data_dir / "tls"
     _, _, _, server_cert, server_key = _layout(folder)
     if server_cert.exists() and server_key.exists():
-        return server_cert, server_key
+        try:
+            expired = cert_expiry(server_cert) <= _now()
+        except (OSError, ValueError):
+            expired = False  # unreadable: serve refuses it with its own clear line
+        if not expired:
+            return server_cert, server_key
+        # A generated certificate that expired is made again (PRODUCT.md "Operating it"): the
+        # fingerprint changes, so trust-on-first-use clients are asked again.
+        files = _generate(folder, san_names(extra_names), replace_keys=True)
+        return files.server_cert, files.server_key
     if server_cert.exists():
         raise CertError(f"{server_cert} exists without {server_key}; remove it or pass --key")
     files = _generate(folder, san_names(extra_names), replace_keys=True)
     return files.server_cert, files.server_key
+
+
+def cert_expiry(pem_path: Path) -> datetime.datetime:
+    """When the first certificate in a PEM file stops being valid (UTC)."""
+    cert = x509.load_pem_x509_certificate(pem_path.read_bytes())
+    return cert.not_valid_after_utc
 
 
 def write_deployment(

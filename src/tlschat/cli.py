@@ -1,4 +1,5 @@
-"""The `tlschat` command line: serve | tui | send | tail | get | gen-certs. Heavy imports stay lazy."""
+"""The `tlschat` command line: serve | tui | send | tail | get | admin | trust | forget |
+backup | gen-certs. Heavy imports stay lazy."""
 
 from __future__ import annotations
 
@@ -124,6 +125,25 @@ def _limit_options(func: Any) -> Any:
 )
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="log lines as text or JSON",
+)
+@click.option(
+    "--metrics",
+    default=None,
+    metavar="HOST:PORT",
+    help="serve Prometheus metrics (plain HTTP) here",
+)
+@click.option("--admin", multiple=True, metavar="NICK", help="an administrator's nick (repeatable)")
+@click.option(
+    "--registration",
+    type=click.Choice(["open", "closed"]),
+    default=None,
+    help="closed: only administrators create accounts (default open)",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path),
@@ -135,8 +155,9 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     """Run the chat daemon (TLS 1.3; a self-signed certificate is made on first start)."""
     from tlschat.config import ConfigError, build_config, load_env, load_toml
 
-    if not flags.get("name"):
-        flags.pop("name", None)
+    for many in ("name", "admin"):
+        if not flags.get(many):
+            flags.pop(many, None)
     try:
         file_layer = load_toml(config_file) if config_file else {}
         config = build_config(file_layer, load_env(), flags)
@@ -262,6 +283,141 @@ def tail(
 
     sys.exit(
         run_tail(host, port, nick, as_json=as_json, with_=with_, cafile=cafile, password=password)
+    )
+
+
+def read_secret(env: str | None, file: Path | None, what: str = "password") -> str | None:
+    """A secret from an environment variable or a file (first line), never from argv."""
+    if env is not None and file is not None:
+        fail(f"give the {what} with one of --{what}-env and --{what}-file, not both")
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").splitlines()[0] if file.stat().st_size else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read {what} file {file}: {getattr(exc, 'strerror', None) or exc}")
+    return read_password(env)
+
+
+_ADMIN_ACTIONS = {"users": 0, "ban": 1, "unban": 1, "kick": 2, "register": 1}
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("address")
+@click.argument("nick")
+@click.argument("action", type=click.Choice(sorted(_ADMIN_ACTIONS)))
+@click.argument("args", nargs=-1)
+@click.option("--reason", default=None, help="ban or kick: the reason the user is told")
+@click.option(
+    "--cafile", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None
+)
+@click.option("--password-env", default=None, help="environment variable holding your password")
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="file whose first line is your password",
+)
+@click.option(
+    "--new-password-env", default=None, help="register: variable holding the new password"
+)
+@click.option(
+    "--new-password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="register: file whose first line is the new password",
+)
+def admin(
+    address: str,
+    nick: str,
+    action: str,
+    args: tuple[str, ...],
+    reason: str | None,
+    cafile: Path | None,
+    password_env: str | None,
+    password_file: Path | None,
+    new_password_env: str | None,
+    new_password_file: Path | None,
+) -> None:
+    """An administrator's requests: users | ban NICK | unban NICK | kick ROOM NICK | register NICK.
+
+    Never prompts. Exit codes: 0 ok, 2 usage, 3 authentication, 4 TLS trust, 5 connection,
+    6 refused by the server."""
+    try:
+        host, port = parse_hostport(address)
+    except AddressError as exc:
+        fail(str(exc))
+    wanted = _ADMIN_ACTIONS[action]
+    if len(args) != wanted:
+        fail(f"admin {action} takes {wanted} argument(s), not {len(args)} (see 'tlschat admin -h')")
+    from tlschat import protocol as p
+
+    frame: p.Request
+    if action == "users":
+        frame = p.UsersRequest()
+    elif action == "ban":
+        frame = p.Ban(nick=args[0], reason=reason)
+    elif action == "unban":
+        frame = p.Unban(nick=args[0])
+    elif action == "kick":
+        frame = p.Kick(room=args[0].removeprefix("#"), nick=args[1], reason=reason)
+    else:
+        new = read_secret(new_password_env, new_password_file, "new-password")
+        if not new:
+            fail("admin register needs --new-password-env or --new-password-file")
+        frame = p.Register(nick=args[0], password=new)
+    password = read_secret(password_env, password_file)
+    from tlschat.client.headless import run_admin
+
+    sys.exit(run_admin(host, port, nick, frame=frame, cafile=cafile, password=password))
+
+
+@cli.command()
+@click.argument("address")
+@click.option("--fingerprint", default=None, help="trust only if the server presents this SHA-256")
+def trust(address: str, fingerprint: str | None) -> None:
+    """Pin the certificate HOST:PORT presents in the known-hosts file (what the TUI asks)."""
+    try:
+        host, port = parse_hostport(address)
+    except AddressError as exc:
+        fail(str(exc))
+    from tlschat.client.headless import run_trust
+
+    sys.exit(run_trust(host, port, fingerprint=fingerprint))
+
+
+@cli.command()
+@click.argument("address")
+def forget(address: str) -> None:
+    """Remove HOST:PORT from the known-hosts file."""
+    try:
+        host, port = parse_hostport(address)
+    except AddressError as exc:
+        fail(str(exc))
+    from tlschat.client.headless import run_forget
+
+    sys.exit(run_forget(host, port))
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="the daemon's data directory",
+)
+@click.argument("dest", type=click.Path(path_type=Path))
+def backup(data_dir: Path, dest: Path) -> None:
+    """Copy the data directory into DEST (new or empty) consistently, even while serving."""
+    from tlschat.server.backup import BackupError
+    from tlschat.server.backup import backup as make_backup
+
+    try:
+        result = make_backup(data_dir, dest)
+    except BackupError as exc:
+        fail(str(exc), 1)
+    click.echo(
+        f"backup of {data_dir} in {dest}: {result.messages} messages, {result.files} files;"
+        " integrity check ok"
     )
 
 

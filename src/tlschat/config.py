@@ -36,6 +36,14 @@ class ServerConfig:
     keylog: Path | None = None
     """Write TLS secrets here (debugging only; never on by default)."""
     log_level: str = "INFO"
+    log_format: str = "text"
+    """`text` (one line an event) or `json` (one JSON object a line)."""
+    metrics: str | None = None
+    """HOST:PORT to serve Prometheus metrics on (plain HTTP), or None."""
+    admin: tuple[str, ...] = ()
+    """Nicks of the server's administrators (PROTOCOL.md "Administration")."""
+    registration: str = "open"
+    """`open`: a hello with a password registers a new nick; `closed`: only admins `register`."""
 
     handshake_timeout: float = 10.0
     login_timeout: float = 10.0
@@ -93,7 +101,9 @@ def _coerce(name: str, raw: Any) -> Any:
     try:
         if name in _PATH_FIELDS:
             return None if raw in (None, "") else Path(str(raw)).expanduser()
-        if name == "name":
+        if name == "metrics":
+            return None if raw in (None, "") else str(raw)
+        if name in ("name", "admin"):
             if isinstance(raw, str):
                 return tuple(part for part in raw.replace(",", " ").split() if part)
             return tuple(str(part) for part in raw)
@@ -161,6 +171,14 @@ def build_config(*layers: dict[str, Any]) -> ServerConfig:
 
 
 def validate(config: ServerConfig) -> None:
+    if config.registration not in {"open", "closed"}:
+        raise ConfigError(f"--registration must be open or closed, not {config.registration!r}")
+    if config.log_format not in {"text", "json"}:
+        raise ConfigError(f"--log-format must be text or json, not {config.log_format!r}")
+    if config.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(
+            f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {config.log_level!r}"
+        )
     if config.tls_min not in {"1.2", "1.3"}:
         raise ConfigError(f"--tls-min must be 1.3 or 1.2, not {config.tls_min!r}")
     if not 0 <= config.port <= 65535:

@@ -244,7 +244,15 @@ class Create(Request):
     type: Literal["create"] = "create"
     room: str
     public: bool = False
+    topic: str = ""
     invite: tuple[str, ...] = ()
+
+    @field_validator("topic")
+    @classmethod
+    def _no_controls(cls, topic: str) -> str:
+        if has_forbidden_controls(topic):
+            raise ValueError("topic holds control characters")
+        return topic
 
 
 class Invite(Request):
@@ -275,6 +283,43 @@ class Leave(Request):
 
 class RoomsRequest(Request):
     type: Literal["rooms"] = "rooms"
+
+
+class TopicRequest(Request):
+    type: Literal["topic"] = "topic"
+    room: str
+    topic: str
+
+    @field_validator("topic")
+    @classmethod
+    def _no_controls(cls, topic: str) -> str:
+        if has_forbidden_controls(topic):
+            raise ValueError("topic holds control characters")
+        return topic
+
+
+class Kick(Request):
+    type: Literal["kick"] = "kick"
+    room: str
+    nick: str
+    reason: str | None = None
+
+
+class Ban(Request):
+    type: Literal["ban"] = "ban"
+    nick: str
+    reason: str | None = None
+
+
+class Unban(Request):
+    type: Literal["unban"] = "unban"
+    nick: str
+
+
+class Register(Request):
+    type: Literal["register"] = "register"
+    nick: str
+    password: str
 
 
 class UsersRequest(Request):
@@ -331,7 +376,12 @@ ClientFrame: TypeAlias = Annotated[
     | Chunk
     | Download
     | ConversationsRequest
-    | ReadRequest,
+    | ReadRequest
+    | TopicRequest
+    | Kick
+    | Ban
+    | Unban
+    | Register,
     Field(discriminator="type"),
 ]
 
@@ -360,11 +410,14 @@ class RoomInfo(Frame):
     room: str
     members: tuple[str, ...]
     public: bool = False
+    owner: str | None = None
+    topic: str = ""
 
 
 class PublicRoomInfo(Frame):
     room: str
     members: int
+    topic: str = ""
 
 
 class InviteInfo(Frame):
@@ -414,6 +467,7 @@ class Welcome(Reply):
     invites: tuple[InviteInfo, ...] = ()
     conversations: tuple[ConversationInfo, ...] = ()
     last_id: NonNegative = 0
+    admin: bool = False
     resume: str | None = None
     """Guests only: the token that makes a later `hello` the same guest, within its hold."""
 
@@ -467,6 +521,8 @@ class Joined(Reply):
     room: str
     members: tuple[str, ...]
     public: bool = False
+    owner: str | None = None
+    topic: str = ""
 
 
 class Invited(Reply):
@@ -480,6 +536,7 @@ class Members(Reply):
     type: Literal["members"] = "members"
     room: str
     members: tuple[str, ...]
+    owner: str | None = None
 
 
 class Declined(Reply):
@@ -495,11 +552,22 @@ class RoomEvent(Reply):
     room: str
     public: bool = True
     members: int
+    topic: str = ""
 
 
 class Left(Reply):
     type: Literal["left"] = "left"
     room: str
+    by: str | None = None
+    """Set when the user was kicked: who removed it."""
+    reason: str | None = None
+
+
+class TopicEvent(Reply):
+    type: Literal["topic"] = "topic"
+    room: str
+    topic: str
+    by: str
 
 
 class Rooms(Reply):
@@ -552,6 +620,7 @@ ServerFrame: TypeAlias = Annotated[
     | Declined
     | RoomEvent
     | Left
+    | TopicEvent
     | Rooms
     | Users
     | UploadReady

@@ -59,7 +59,10 @@ class ServerConnection:
         idle_timeout: float,
         now: float,
         clock: Callable[[], float],
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
+        self.on_error = on_error
+        """Called with the code of every `error` this end queues (metrics); no I/O."""
         self.state = SessionState.AWAIT_HELLO
         self.decoder = FrameDecoder(max_frame)
         self.bucket = TokenBucket(rate_per_sec, rate_burst, clock)
@@ -79,6 +82,8 @@ class ServerConnection:
 
     def send(self, frame: Frame) -> None:
         """Queue a frame; after this, send `data_to_send()`."""
+        if self.on_error is not None and isinstance(frame, Error):
+            self.on_error(frame.code)
         self._out.append(encode(frame))
 
     def send_error(

@@ -214,9 +214,7 @@ def _wait_listening(proc: subprocess.Popen[str]) -> tuple[int, list[str]]:
             break
         lines.append(line)
         port = listen_port(line)
-        if port is not None:
-            lines.append(proc.stderr.readline())  # certificate
-            lines.append(proc.stderr.readline())  # fingerprint
+        if port is not None:  # one start-up line: address, certificate and fingerprint
             return port, lines
     proc.kill()
     raise AssertionError("daemon did not start: " + "".join(lines))
@@ -238,7 +236,7 @@ async def test_sigterm_sends_bye_and_exits_zero(tmp_path: Path) -> None:
     proc = _serve(["--port", "0", "--data-dir", str(tmp_path / "d")])
     try:
         port, lines = await asyncio.to_thread(_wait_listening, proc)
-        assert any("SHA-256 fingerprint:" in line for line in lines)
+        assert any("SHA-256 fingerprint " in line and "listening on" in line for line in lines)
         cert = tmp_path / "d" / "tls" / "server.pem"
         assert cert.exists()
         wire = await Wire.open(port, tls.client_context(cafile=tmp_path / "d" / "tls" / "ca.pem"))

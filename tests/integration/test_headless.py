@@ -146,7 +146,7 @@ async def test_send_error_is_one_line_with_the_code(
         "send", f"{HOST}:{server.port}", "alice", "--to", "@nobody", "--cafile",
         str(cert_files.ca), "hi", env=env,
     )  # fmt: skip
-    assert code == 1
+    assert code == 6
     assert out == ""
     assert assert_one_clean_line(err).startswith("tlschat: no_such_user: ")
 
@@ -177,11 +177,11 @@ async def test_send_with_password_env(
     code, _, err = await tlschat(
         *args, "--password-env", "CAROL_PW", "nope", env={**env, "CAROL_PW": "wrong"}
     )
-    assert code == 1
+    assert code == 3
     assert assert_one_clean_line(err).startswith("tlschat: auth_failed: ")
 
     code, _, err = await tlschat(*args, "no password", env=env)
-    assert code == 1
+    assert code == 3
     assert assert_one_clean_line(err).startswith("tlschat: auth_required: ")
 
 
@@ -209,7 +209,7 @@ async def test_send_bad_address(server: Any, cert_files: Any, env: dict[str, str
         "send", f"{HOST}:{server.port}", "alice", "--to", "bob", "--cafile", str(cert_files.ca),
         "hi", env=env,
     )  # fmt: skip
-    assert code == 1
+    assert code == 2
     assert "--to" in assert_one_clean_line(err)
 
 
@@ -218,7 +218,7 @@ async def test_send_untrusted_certificate(server: Any, env: dict[str, str]) -> N
     code, out, err = await tlschat(
         "send", f"{HOST}:{server.port}", "alice", "--to", "@bob", "hi", env=env
     )
-    assert code == 1
+    assert code == 4
     assert out == ""
     line = assert_one_clean_line(err)
     assert line == (
@@ -386,7 +386,7 @@ async def test_tail_untrusted_certificate(server: Any, env: dict[str, str]) -> N
     tail = await Tail.start(f"{HOST}:{server.port}", "alice", env=env)
     async with asyncio.timeout(timeout(20)):
         _, err = await tail.proc.communicate()
-    assert tail.proc.returncode == 1
+    assert tail.proc.returncode == 4
     assert "not trusted" in assert_one_clean_line(err.decode())
 
 
@@ -396,7 +396,7 @@ async def test_tail_unreachable_server(cert_files: Any, env: dict[str, str]) -> 
     )
     async with asyncio.timeout(timeout(20)):
         _, err = await tail.proc.communicate()
-    assert tail.proc.returncode == 1
+    assert tail.proc.returncode == 5
     assert "cannot connect" in assert_one_clean_line(err.decode())
 
 

@@ -43,6 +43,8 @@ async def test_create_replies_joined_with_ref(connect: Any) -> None:
         "room": "Den",
         "members": ["alice"],
         "public": False,
+        "owner": "alice",
+        "topic": "",
         "ref": "c1",
     }
 
@@ -136,6 +138,8 @@ async def test_invite_offline_registered_user_shown_in_next_welcome(connect: Any
         "room": "Den",
         "members": ["alice", "bob"],
         "public": False,
+        "owner": "alice",
+        "topic": "",
         "ref": joined["ref"],
     }
 
@@ -199,10 +203,17 @@ async def test_accept(connect: Any) -> None:
             "room": "Den",
             "members": ["alice", "bob", "carol"],
             "public": False,
+            "owner": "alice",
+            "topic": "",
             "ref": "a1",
         }
     ]
-    members = {"type": "members", "room": "Den", "members": ["alice", "bob", "carol"]}
+    members = {
+        "type": "members",
+        "room": "Den",
+        "members": ["alice", "bob", "carol"],
+        "owner": "alice",
+    }
     assert only(bob_frames, "members") == [members]
     for wire in (alice, carol):
         assert [norm(f) for f in await drain(wire, 0.3)] == [members]
@@ -247,18 +258,26 @@ async def test_public_room_lifecycle_events(connect: Any) -> None:
     await drain_all(alice, bob, carol)
 
     await alice.request({"type": "create", "room": "Pub", "public": True})
-    appeared = {"type": "room", "room": "Pub", "public": True, "members": 1}
+    appeared = {"type": "room", "room": "Pub", "public": True, "members": 1, "topic": ""}
     for wire in (alice, bob, carol):
         assert appeared in await drain(wire, 0.3)
 
     await bob.send({"type": "join", "room": "pub", "ref": "j1"})
     bob_frames = await drain(bob, 0.4)
     assert only(bob_frames, "joined") == [
-        {"type": "joined", "room": "Pub", "members": ["alice", "bob"], "public": True, "ref": "j1"}
+        {
+            "type": "joined",
+            "room": "Pub",
+            "members": ["alice", "bob"],
+            "public": True,
+            "owner": "alice",
+            "topic": "",
+            "ref": "j1",
+        }
     ]
-    members = {"type": "members", "room": "Pub", "members": ["alice", "bob"]}
+    members = {"type": "members", "room": "Pub", "members": ["alice", "bob"], "owner": "alice"}
     assert only(bob_frames, "members") == [members]
-    grown = {"type": "room", "room": "Pub", "public": True, "members": 2}
+    grown = {"type": "room", "room": "Pub", "public": True, "members": 2, "topic": ""}
     assert only(bob_frames, "room") == [grown]
     alice_frames = await drain(alice, 0.2)
     assert only(alice_frames, "members") == [members]
@@ -269,16 +288,16 @@ async def test_public_room_lifecycle_events(connect: Any) -> None:
     bob_frames = await drain(bob, 0.4)
     assert only(bob_frames, "left") == [{"type": "left", "room": "Pub", "ref": "l1"}]
     assert only(bob_frames, "members") == []
-    shrunk = {"type": "room", "room": "Pub", "public": True, "members": 1}
+    shrunk = {"type": "room", "room": "Pub", "public": True, "members": 1, "topic": ""}
     alice_frames = await drain(alice, 0.2)
     assert only(alice_frames, "members") == [
-        {"type": "members", "room": "Pub", "members": ["alice"]}
+        {"type": "members", "room": "Pub", "members": ["alice"], "owner": "alice"}
     ]
     assert only(alice_frames, "room") == [shrunk]
     assert await drain(carol, 0.2) == [shrunk]
 
     await alice.request({"type": "leave", "room": "Pub"})
-    gone = {"type": "room", "room": "Pub", "public": True, "members": 0}
+    gone = {"type": "room", "room": "Pub", "public": True, "members": 0, "topic": ""}
     assert gone in await drain(alice, 0.3)
     assert await drain(bob, 0.2) == [gone]
     assert await drain(carol, 0.2) == [gone]
@@ -331,9 +350,9 @@ async def test_rooms_and_users_requests(connect: Any) -> None:
     rooms = await alice.request({"type": "rooms"})
     assert rooms["type"] == "rooms"
     assert [norm(r) for r in rooms["rooms"]] == [
-        {"room": "Den", "members": ["alice", "bob"], "public": False}
+        {"room": "Den", "members": ["alice", "bob"], "public": False, "owner": "alice", "topic": ""}
     ]
-    assert rooms["public_rooms"] == [{"room": "Pub", "members": 1}]
+    assert rooms["public_rooms"] == [{"room": "Pub", "members": 1, "topic": ""}]
     users = await alice.request({"type": "users"})
     assert users["type"] == "users"
     assert sorted(users["users"], key=lambda u: u["nick"]) == [
@@ -356,7 +375,7 @@ async def test_leave(connect: Any) -> None:
     await drain_all(alice, bob, carol)
     await bob.send({"type": "leave", "room": "Den", "ref": "l"})
     assert await drain(bob, 0.4) == [{"type": "left", "room": "Den", "ref": "l"}]
-    members = {"type": "members", "room": "Den", "members": ["alice", "carol"]}
+    members = {"type": "members", "room": "Den", "members": ["alice", "carol"], "owner": "alice"}
     for wire in (alice, carol):
         assert [norm(f) for f in await drain(wire, 0.2)] == [members]
     # Den is private: once out, bob is an outsider and Den answers as absent.
@@ -391,7 +410,7 @@ async def test_guest_memberships_end_with_its_hold(start_server: Any, dial: Dial
     await drain_all(alice, gus)
     await gus.close()
     frames = await drain(alice, 0.5)
-    assert {"type": "members", "room": "Den", "members": ["alice"]} in frames
+    assert {"type": "members", "room": "Den", "members": ["alice"], "owner": "alice"} in frames
     again = await dial.open(server, "gus")
     assert again.welcome["rooms"] == []
     assert (await alice.request({"type": "create", "room": "GusOnly"}))["type"] == "joined"
@@ -407,7 +426,7 @@ async def test_registered_membership_survives_disconnect(connect: Any) -> None:
     await wait_presence(alice, "bob", online=False)
     again = await connect("bob", PASSWORD)
     assert [norm(r) for r in again.welcome["rooms"]] == [
-        {"room": "Den", "members": ["alice", "bob"], "public": False}
+        {"room": "Den", "members": ["alice", "bob"], "public": False, "owner": "alice", "topic": ""}
     ]
 
 
@@ -441,7 +460,7 @@ async def test_max_members(start_server: Any, dial: Dialer) -> None:
         refused = await carol.request({"type": "accept", "room": "Pub"})
     assert refused["type"] == "error", refused
     rooms = await carol.request({"type": "rooms"})
-    assert rooms["public_rooms"] == [{"room": "Pub", "members": 2}]
+    assert rooms["public_rooms"] == [{"room": "Pub", "members": 2, "topic": ""}]
     assert rooms["rooms"] == []
 
 
@@ -483,9 +502,11 @@ async def test_group_events_reach_every_session_of_the_user(connect: Any) -> Non
     await a1.send({"type": "create", "room": "Den", "ref": "c"})
     assert await a1.recv_match(ref="c") == {
         "type": "joined", "room": "Den", "members": ["alice"], "public": False, "ref": "c",
+        "owner": "alice", "topic": "",
     }  # fmt: skip
     assert await a2.recv_type("joined") == {
         "type": "joined", "room": "Den", "members": ["alice"], "public": False,
+        "owner": "alice", "topic": "",
     }  # fmt: skip
     await a1.request({"type": "invite", "room": "Den", "nick": "bob"})
     await bob.recv_type("invited")
@@ -510,12 +531,17 @@ async def test_guest_hold_ending_changes_public_room_size(start_server: Any, dia
     await gus.request({"type": "create", "room": "GusPub", "public": True})
     await drain_all(alice, watcher, gus)
     await gus.close()
-    shrunk = {"type": "room", "room": "Pub", "public": True, "members": 1}
-    gone = {"type": "room", "room": "GusPub", "public": True, "members": 0}
+    shrunk = {"type": "room", "room": "Pub", "public": True, "members": 1, "topic": ""}
+    gone = {"type": "room", "room": "GusPub", "public": True, "members": 0, "topic": ""}
     alice_frames = await drain(alice, 0.5)
     assert shrunk in alice_frames
     assert gone in alice_frames
-    assert {"type": "members", "room": "Pub", "members": ["alice"]} in alice_frames
+    assert {
+        "type": "members",
+        "room": "Pub",
+        "members": ["alice"],
+        "owner": "alice",
+    } in alice_frames
     watcher_frames = await drain(watcher, 0.2)
     assert shrunk in watcher_frames
     assert gone in watcher_frames

@@ -401,10 +401,16 @@ async def test_everything_survives_a_restart(
         ({**r, "members": sorted(r["members"])} for r in welcome["rooms"]), key=lambda r: r["room"]
     )
     assert rooms == [
-        {"room": "Den", "members": ["Alice", "bob"], "public": False},
-        {"room": "Pub", "members": ["Alice"], "public": True},
+        {
+            "room": "Den",
+            "members": ["Alice", "bob"],
+            "public": False,
+            "owner": "Alice",
+            "topic": "",
+        },
+        {"room": "Pub", "members": ["Alice"], "public": True, "owner": "Alice", "topic": ""},
     ]
-    assert welcome["public_rooms"] == [{"room": "Pub", "members": 1}]
+    assert welcome["public_rooms"] == [{"room": "Pub", "members": 1, "topic": ""}]
     assert welcome["last_id"] == offline["id"]
     history = await wire.request({"type": "history", "with": "@bob"})
     assert history["messages"] == [dm, offline]

@@ -426,9 +426,9 @@ async def test_welcome_lists_users_rooms_public_rooms_invites_last_id(connect: A
         "erin": False,
     }
     assert [{**r, "members": sorted(r["members"])} for r in welcome["rooms"]] == [
-        {"room": "Den", "members": ["alice", "bob"], "public": False}
+        {"room": "Den", "members": ["alice", "bob"], "public": False, "owner": "alice", "topic": ""}
     ]
-    assert welcome["public_rooms"] == [{"room": "Lobby", "members": 1}]
+    assert welcome["public_rooms"] == [{"room": "Lobby", "members": 1, "topic": ""}]
     assert welcome["invites"] == [{"room": "Secret", "by": "dave"}]
     assert welcome["last_id"] == last["id"]
 

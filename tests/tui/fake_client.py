@@ -261,6 +261,15 @@ class FakeClient:
         self.push(left)
         return left
 
+    async def set_topic(self, room: str, topic: str) -> protocol.TopicEvent:
+        self._record("topic", room, topic)
+        event = protocol.TopicEvent(room=room, topic=topic, by=self.nick)
+        self.push(event)
+        return event
+
+    async def kick(self, room: str, nick: str, reason: str | None = None) -> None:
+        self._record("kick", room, nick)
+
     async def upload_file(
         self, path: Path, *, progress: Callable[[int, int], None] | None = None
     ) -> protocol.FileMeta:

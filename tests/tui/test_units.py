@@ -221,4 +221,4 @@ def test_new_commands_parse() -> None:
     assert commands.parse("/list") == commands.ListRooms()
     assert commands.parse("/bell off") == commands.Alerts("bell", "off")
     assert isinstance(commands.parse("/nick zed"), commands.Unsupported)
-    assert isinstance(commands.parse("/topic hello"), commands.Unsupported)
+    assert commands.parse("/topic hello") == commands.Topic("hello")  # issue 12: topics exist

@@ -57,11 +57,12 @@ PROTOCOL_ERROR_CODES = {
 CLIENT_TYPES = {
     "hello", "ping", "pong", "send", "history", "create", "invite", "accept", "decline", "join",
     "leave", "rooms", "users", "upload", "chunk", "download", "conversations", "read",
+    "topic", "kick", "ban", "unban", "register",
 }  # fmt: skip
 SERVER_TYPES = {
     "welcome", "error", "ok", "ping", "pong", "presence", "message", "history", "joined",
     "invited", "members", "declined", "room", "left", "rooms", "users", "upload_ready",
-    "uploaded", "file_data", "bye", "conversations", "read",
+    "uploaded", "file_data", "bye", "conversations", "read", "topic",
 }  # fmt: skip
 
 
@@ -109,7 +110,9 @@ CLIENT_FRAMES: dict[str, st.SearchStrategy[Any]] = {
         p.HistoryRequest, ref=REF, with_=ADDRESS, before=opt(REQUEST_ID),
         limit=st.integers(min_value=1, max_value=200),
     ),
-    "create": st.builds(p.Create, ref=REF, room=NAMES, public=st.booleans(), invite=NAMES_TUPLE),
+    "create": st.builds(
+        p.Create, ref=REF, room=NAMES, public=st.booleans(), topic=TEXT, invite=NAMES_TUPLE
+    ),
     "invite": st.builds(p.Invite, ref=REF, room=NAMES, nick=NAMES),
     "accept": st.builds(p.Accept, ref=REF, room=NAMES),
     "decline": st.builds(p.Decline, ref=REF, room=NAMES),
@@ -124,6 +127,11 @@ CLIENT_FRAMES: dict[str, st.SearchStrategy[Any]] = {
     "download": st.builds(p.Download, ref=REF, file=TEXT),
     "conversations": st.builds(p.ConversationsRequest, ref=REF),
     "read": st.builds(p.ReadRequest, ref=REF, with_=ADDRESS, id=REQUEST_ID),
+    "topic": st.builds(p.TopicRequest, ref=REF, room=NAMES, topic=TEXT),
+    "kick": st.builds(p.Kick, ref=REF, room=NAMES, nick=NAMES, reason=opt(TEXT)),
+    "ban": st.builds(p.Ban, ref=REF, nick=NAMES, reason=opt(TEXT)),
+    "unban": st.builds(p.Unban, ref=REF, nick=NAMES),
+    "register": st.builds(p.Register, ref=REF, nick=NAMES, password=TEXT),
 }  # fmt: skip
 
 FILE_META = st.builds(
@@ -134,8 +142,11 @@ USER_INFO = st.builds(p.UserInfo, nick=NAMES, online=st.booleans())
 CONVERSATION_INFO = st.builds(
     p.ConversationInfo, with_=ADDRESS, last_id=NONNEG, read=NONNEG, unread=NONNEG
 )
-ROOM_INFO = st.builds(p.RoomInfo, room=NAMES, members=NAMES_TUPLE, public=st.booleans())
-PUBLIC_ROOM_INFO = st.builds(p.PublicRoomInfo, room=NAMES, members=NONNEG)
+ROOM_INFO = st.builds(
+    p.RoomInfo, room=NAMES, members=NAMES_TUPLE, public=st.booleans(), owner=opt(NAMES),
+    topic=TEXT,
+)  # fmt: skip
+PUBLIC_ROOM_INFO = st.builds(p.PublicRoomInfo, room=NAMES, members=NONNEG, topic=TEXT)
 INVITE_INFO = st.builds(p.InviteInfo, room=NAMES, by=NAMES)
 MESSAGE = st.builds(
     p.Message, ref=REF, id=POS, ts=st.just("2026-11-26T12:00:00.123Z") | TEXT,
@@ -155,7 +166,7 @@ SERVER_FRAMES: dict[str, st.SearchStrategy[Any]] = {
         ),
         users=tuples(USER_INFO), rooms=tuples(ROOM_INFO), public_rooms=tuples(PUBLIC_ROOM_INFO),
         invites=tuples(INVITE_INFO), conversations=tuples(CONVERSATION_INFO), last_id=NONNEG,
-        resume=opt(st.text(CHARS, min_size=1, max_size=64)),
+        resume=opt(st.text(CHARS, min_size=1, max_size=64)), admin=st.booleans(),
     ),
     "error": st.builds(
         p.Error, ref=REF, code=st.sampled_from(sorted(PROTOCOL_ERROR_CODES)), message=TEXT,
@@ -171,12 +182,18 @@ SERVER_FRAMES: dict[str, st.SearchStrategy[Any]] = {
     "history": st.builds(
         p.History, ref=REF, with_=ADDRESS, messages=tuples(MESSAGE), more=st.booleans()
     ),
-    "joined": st.builds(p.Joined, ref=REF, room=NAMES, members=NAMES_TUPLE, public=st.booleans()),
+    "joined": st.builds(
+        p.Joined, ref=REF, room=NAMES, members=NAMES_TUPLE, public=st.booleans(),
+        owner=opt(NAMES), topic=TEXT,
+    ),
     "invited": st.builds(p.Invited, ref=REF, room=NAMES, by=NAMES, members=NAMES_TUPLE),
-    "members": st.builds(p.Members, ref=REF, room=NAMES, members=NAMES_TUPLE),
+    "members": st.builds(p.Members, ref=REF, room=NAMES, members=NAMES_TUPLE, owner=opt(NAMES)),
     "declined": st.builds(p.Declined, ref=REF, room=NAMES, nick=NAMES),
-    "room": st.builds(p.RoomEvent, ref=REF, room=NAMES, public=st.booleans(), members=NONNEG),
-    "left": st.builds(p.Left, ref=REF, room=NAMES),
+    "room": st.builds(
+        p.RoomEvent, ref=REF, room=NAMES, public=st.booleans(), members=NONNEG, topic=TEXT
+    ),
+    "left": st.builds(p.Left, ref=REF, room=NAMES, by=opt(NAMES), reason=opt(TEXT)),
+    "topic": st.builds(p.TopicEvent, ref=REF, room=NAMES, topic=TEXT, by=NAMES),
     "rooms": st.builds(
         p.Rooms, ref=REF, rooms=tuples(ROOM_INFO), public_rooms=tuples(PUBLIC_ROOM_INFO)
     ),

@@ -47,6 +47,7 @@ from tlschat.protocol import (
     Invited,
     Join,
     Joined,
+    Kick,
     Leave,
     Left,
     Members,
@@ -65,6 +66,8 @@ from tlschat.protocol import (
     ServerFrame,
     ServerPong,
     TlsChatError,
+    TopicEvent,
+    TopicRequest,
     Upload,
     Uploaded,
     UploadReady,
@@ -427,6 +430,14 @@ class ChatClient:
 
     async def join(self, room: str) -> Joined:
         return _expect(await self.request(Join(room=room)), Joined)
+
+    async def set_topic(self, room: str, topic: str) -> TopicEvent:
+        """Set a group's topic (any member); the event also reaches the other members."""
+        return _expect(await self.request(TopicRequest(room=room, topic=topic)), TopicEvent)
+
+    async def kick(self, room: str, nick: str, reason: str | None = None) -> None:
+        """Remove `nick` from a group (its owner, or an administrator)."""
+        _expect(await self.request(Kick(room=room, nick=nick, reason=reason)), Ok)
 
     async def leave(self, room: str) -> Left:
         return _expect(await self.request(Leave(room=room)), Left)

@@ -1,4 +1,6 @@
-"""`tlschat send`, `tail` and `get`: the client library without a UI; never asks about trust."""
+"""`tlschat send`, `tail`, `get`, `admin`, `trust`, `forget`: the client library without a UI;
+never asks about trust. Exit codes (PRODUCT.md "Command line"): 0 ok, 2 usage,
+3 authentication, 4 TLS trust, 5 connection, 6 refused by the server."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ import hashlib
 import logging
 import os
 import re
+import ssl
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from tlschat import __version__
+from tlschat import __version__, tls
 from tlschat.client import attachments
 from tlschat.client.connection import (
     ChatClient,
@@ -25,12 +28,15 @@ from tlschat.client.connection import (
 )
 from tlschat.client.errors_text import explain_failure
 from tlschat.client.guest_tokens import GuestTokens
+from tlschat.client.known_hosts import KnownHosts, normalize_fingerprint
 from tlschat.protocol import (
     ConnectionClosed,
     FileMeta,
     Message,
+    Request,
     RequestFailed,
     TlsChatError,
+    Users,
     encode_payload,
     has_forbidden_controls,
     name_key,
@@ -38,8 +44,46 @@ from tlschat.protocol import (
 )
 
 EXIT_OK = 0
-EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_TRUST = 4
+EXIT_CONNECTION = 5
+EXIT_REFUSED = 6
 EXIT_INTERRUPTED = 130
+
+AUTH_CODES = frozenset(
+    {
+        "auth_failed",
+        "auth_required",
+        "banned",
+        "nick_taken",
+        "nick_invalid",
+        "registration_closed",
+        "version_unsupported",
+    }
+)
+"""Error codes of a refused `hello`: exit 3 (authentication)."""
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code for a failure."""
+    if isinstance(exc, TrustError | ssl.SSLCertVerificationError):
+        return EXIT_TRUST
+    if isinstance(exc, RequestFailed):
+        return EXIT_AUTH if exc.code in AUTH_CODES else EXIT_REFUSED
+    if isinstance(exc, ConnectionClosed | OSError | TimeoutError):
+        return EXIT_CONNECTION
+    return EXIT_REFUSED
+
+
+def _transfer_code(exc: BaseException) -> int:
+    """An upload or download failed: the server's refusal or the connection (as `exit_code`), or
+    a local file that cannot be read or written (usage)."""
+    if isinstance(exc, RequestFailed | ConnectionClosed | TimeoutError | ConnectionError):
+        return exit_code(exc)
+    if isinstance(exc, OSError):
+        return EXIT_USAGE
+    return exit_code(exc)
 
 
 def _say(text: str) -> None:
@@ -121,19 +165,19 @@ def run_send(
         parse_address(to)
     except ValueError as exc:
         _say(f"--to: {exc}")
-        return EXIT_FAILED
+        return EXIT_USAGE
     if has_forbidden_controls(text):
         _say("the text holds control characters, which tlschat refuses")
-        return EXIT_FAILED
+        return EXIT_USAGE
     if file is not None:
         try:
             attachments.check_readable(file, None)  # before connecting: the usual mistakes
         except OSError as exc:
             _say(str(exc))
-            return EXIT_FAILED
+            return EXIT_USAGE
     elif not text:
         _say("nothing to send: give TEXT, text on standard input, or --file PATH")
-        return EXIT_FAILED
+        return EXIT_USAGE
     try:
         return asyncio.run(_send(host, port, nick, to, text, cafile, password, file))
     except KeyboardInterrupt:
@@ -161,12 +205,12 @@ async def _send(
                 meta = await client.upload_file(file)
             except Exception as exc:
                 _say(attachments.upload_failure(exc, file.name, limit))
-                return EXIT_FAILED
+                return _transfer_code(exc)
             file_id = meta.id
         await client.send_message(to, text, file=file_id)
     except Exception as exc:
         _say(_failure(exc, host, port))
-        return EXIT_FAILED
+        return exit_code(exc)
     finally:
         await client.close()
     return EXIT_OK
@@ -196,14 +240,14 @@ def run_get(
     _quiet_asyncio()
     if sha256 is not None and not _HEX64.fullmatch(sha256):
         _say("--sha256: expected 64 hexadecimal digits")
-        return EXIT_FAILED
+        return EXIT_USAGE
     try:
         return asyncio.run(_get(host, port, nick, file_id, output, sha256, cafile, password))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
-        return EXIT_FAILED
+        return EXIT_USAGE  # our own standard output went away
 
 
 async def _get(
@@ -223,20 +267,20 @@ async def _get(
             meta = None if sha256 else await find_file(client, file_id)
         except Exception as exc:
             _say(_failure(exc, host, port))
-            return EXIT_FAILED
+            return exit_code(exc)
         if meta is None and sha256 is None:
             _say(
                 f"cannot verify file {file_id}: no message carrying it in your recent history "
                 "(pass its --sha256 from `tlschat tail --json`)"
             )
-            return EXIT_FAILED
+            return EXIT_USAGE
         name = attachments.safe_name(meta.name if meta else file_id)
         target: Path | None = None
         if output is None:
             target = Path(name)
             if await asyncio.to_thread(target.exists):
                 _say(f"{target} exists: choose where to write with -o PATH")
-                return EXIT_FAILED
+                return EXIT_USAGE
         elif output != "-":
             target = Path(output)
             if await asyncio.to_thread(target.is_dir):
@@ -248,7 +292,7 @@ async def _get(
                 data = await client.download(file_id, meta=meta)
                 if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.lower():
                     _say(f"file {file_id}: the bytes received do not match --sha256")
-                    return EXIT_FAILED
+                    return EXIT_REFUSED
                 if target is None:
                     sys.stdout.buffer.write(data)
                     sys.stdout.buffer.flush()
@@ -256,10 +300,10 @@ async def _get(
                     await asyncio.to_thread(attachments.write_atomically, target, data)
         except (RequestFailed, OSError, TimeoutError) as exc:
             _say(attachments.download_failure(exc, meta.name if meta else file_id))
-            return EXIT_FAILED
+            return _transfer_code(exc)
         except Exception as exc:
             _say(_failure(exc, host, port))
-            return EXIT_FAILED
+            return exit_code(exc)
     finally:
         await client.close()
     return EXIT_OK
@@ -304,7 +348,7 @@ def run_tail(
             parse_address(with_)
         except ValueError as exc:
             _say(f"--with: {exc}")
-            return EXIT_FAILED
+            return EXIT_USAGE
     try:
         return asyncio.run(_tail(host, port, nick, as_json, with_, cafile, password))
     except KeyboardInterrupt:
@@ -337,7 +381,7 @@ async def _tail(
             await client.connect()
         except Exception as exc:
             _say(_failure(exc, host, port))
-            return EXIT_FAILED
+            return exit_code(exc)
         reconnecting = False
         async for event in client.events():
             if isinstance(event, Message):
@@ -353,8 +397,8 @@ async def _tail(
                     reconnecting = False
                 elif event.state is ConnectionState.CLOSED:
                     _say(event.detail or "connection closed")
-                    return EXIT_FAILED
-        return EXIT_FAILED  # events() only ends with CLOSED, reported above
+                    return EXIT_CONNECTION
+        return EXIT_CONNECTION  # events() only ends with CLOSED, reported above
     finally:
         await client.close()
 
@@ -397,3 +441,119 @@ def print_message(message: Message, *, as_json: bool, out: TextIO) -> None:
         text = format_message(message)
     out.write(text + "\n")
     out.flush()
+
+
+# --- admin --------------------------------------------------------------------------------------
+
+
+def run_admin(
+    host: str,
+    port: int,
+    nick: str,
+    *,
+    frame: Request,
+    cafile: Path | None,
+    password: str | None,
+    out: TextIO | None = None,
+) -> int:
+    """Log in as an administrator, make one request, print its result; exit code."""
+    _quiet_asyncio()
+    try:
+        return asyncio.run(_admin(host, port, nick, frame, cafile, password, out or sys.stdout))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+async def _admin(
+    host: str,
+    port: int,
+    nick: str,
+    frame: Request,
+    cafile: Path | None,
+    password: str | None,
+    out: TextIO,
+) -> int:
+    client = _client(host, port, nick, cafile=cafile, password=password, reconnect=False)
+    try:
+        welcome = await client.connect()
+        if not welcome.admin:
+            _say(f"{welcome.nick} is not an administrator of {host}:{port}")
+            return EXIT_REFUSED
+        reply = await client.request(frame)
+    except Exception as exc:
+        _say(_failure(exc, host, port))
+        return exit_code(exc)
+    finally:
+        await client.close()
+    if isinstance(reply, Users):
+        for user in reply.users:
+            out.write(f"{user.nick}\t{'online' if user.online else 'offline'}\n")
+    else:
+        out.write("ok\n")
+    out.flush()
+    return EXIT_OK
+
+
+# --- known hosts --------------------------------------------------------------------------------
+
+
+async def server_fingerprint(host: str, port: int, seconds: float = 10.0) -> str:
+    """The SHA-256 fingerprint of the certificate `host:port` presents (nothing verified: the
+    caller compares it, as trust on first use does)."""
+    ctx = tls.client_context(verify=False)
+    async with asyncio.timeout(seconds):
+        _, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            raise ConnectionClosed("the server presented no certificate")
+        return tls.fingerprint(der)
+    finally:
+        writer.transport.abort()
+
+
+def run_trust(
+    host: str, port: int, *, fingerprint: str | None, known_hosts: Path | None = None
+) -> int:
+    """Pin the certificate `host:port` presents now (only if it is `fingerprint`, when given)."""
+    _quiet_asyncio()
+    store = KnownHosts(known_hosts)
+    wanted = None
+    if fingerprint is not None:
+        wanted = normalize_fingerprint(fingerprint)
+        if wanted is None:
+            _say(f"--fingerprint: not a SHA-256 fingerprint: {fingerprint!r}")
+            return EXIT_USAGE
+    try:
+        seen = asyncio.run(server_fingerprint(host, port))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        _say(_failure(exc, host, port))
+        return exit_code(exc)
+    if wanted is not None and seen != wanted:
+        _say(f"{host}:{port} presents fingerprint {seen}, not {wanted}: not trusted")
+        return EXIT_TRUST
+    try:
+        old = store.lookup(host, port)
+        store.add(host, port, seen)
+    except OSError as exc:
+        _say(f"cannot update {store.path}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    if old is not None and old != seen:
+        print(f"{host}:{port} was pinned to {old}; now trusted: {seen}")
+    else:
+        print(f"{host}:{port} trusted: {seen}")
+    return EXIT_OK
+
+
+def run_forget(host: str, port: int, *, known_hosts: Path | None = None) -> int:
+    store = KnownHosts(known_hosts)
+    try:
+        removed = store.remove(host, port)
+    except OSError as exc:
+        _say(f"cannot update {store.path}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    print(f"{host}:{port} forgotten" if removed else f"{host}:{port} was not in {store.path}")
+    return EXIT_OK

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tlschat.protocol import Error, ErrorCode, Frame, ProtocolError, Reply, encode
 from tlschat.sansio import ServerConnection
+from tlschat.server import metrics
 
 if TYPE_CHECKING:
     from tlschat.config import ServerConfig
@@ -26,6 +27,32 @@ CLOSE_TIMEOUT = 3.0
 close_notify; a peer that never reads does not hold the server up longer."""
 PACING_HIGH_WATER = 64 * 1024
 """Bytes buffered in the TLS transport above which `deliver_paced` waits (replay, downloads)."""
+
+
+LIMIT_LOG_INTERVAL = 60.0
+
+
+class _LimitLog:
+    """`rate_limited` refusals, logged as one line a minute with a count (PRODUCT.md: limits
+    hit are aggregated, never one line per attacker's request)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged_at = float("-inf")
+
+    def hit(self, ip: str, now: float) -> None:
+        self.count += 1
+        if now - self.logged_at >= LIMIT_LOG_INTERVAL:
+            log.info(
+                "rate limit: %d request(s) refused since the last report, latest from %s",
+                self.count,
+                ip,
+            )
+            self.count = 0
+            self.logged_at = now
+
+
+_limits = _LimitLog()
 
 
 class Session:
@@ -65,6 +92,7 @@ class Session:
             idle_timeout=config.idle_timeout,
             now=accepted_at,
             clock=self._loop.time,
+            on_error=self._error_sent,
         )
         self.user: User | None = None
         self.closing = False
@@ -84,6 +112,11 @@ class Session:
         self._read_task: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self.transport.set_write_buffer_limits(high=min(PACING_HIGH_WATER, self.queue_limit // 4))
+
+    def _error_sent(self, code: str) -> None:
+        metrics.error_sent(code)
+        if code == "rate_limited":
+            _limits.hit(self.peer_ip, self._loop.time())
 
     def __repr__(self) -> str:
         who = self.user.nick if self.user else "-"
@@ -139,6 +172,7 @@ class Session:
         self._queued_newest = 0
         try:
             self.transport.write(data)
+            metrics.BYTES_OUT.inc(len(data))
         except (ConnectionError, ssl.SSLError, OSError, RuntimeError) as exc:
             # The stream is broken mid-write: its framing is unknown now, so abort (STYLE.md).
             log.debug("%r write failed: %s", self, exc)
@@ -161,6 +195,7 @@ class Session:
         ref: str | None = None,
         retry_after_ms: int | None = None,
     ) -> None:
+        self._error_sent(str(code))
         self.send(Error(code=str(code), message=message, ref=ref, retry_after_ms=retry_after_ms))
 
     async def deliver_paced(self, data: bytes, msg_id: int = 0, *, high: int | None = None) -> None:
@@ -205,6 +240,8 @@ class Session:
         """Drop the connection now, without flushing (slow consumer, broken stream)."""
         if not self.closing:
             log.info("%r dropped: %s", self, reason)
+            if reason == "slow_consumer":
+                metrics.SLOW_CONSUMERS.inc()
         self.closing = True
         self.close_reason = reason
         self._queued.clear()
@@ -264,6 +301,7 @@ class Session:
                 data = await self.reader.read(READ_SIZE)
                 if not data:
                     return
+                metrics.BYTES_IN.inc(len(data))
                 await self._receive(data)
                 if self.conn.decoder.pending_body():
                     self._rearm_if_sooner()

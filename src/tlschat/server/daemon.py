@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import errno
 import logging
 import os
+import re
 import signal
 import ssl
 import sys
@@ -16,9 +18,10 @@ from pathlib import Path
 
 import platformdirs
 
-from tlschat import tls
+from tlschat import __version__, tls
 from tlschat.config import ConfigError, ServerConfig
 from tlschat.protocol import ALPN, Bye, TlsChatError
+from tlschat.server import metrics
 from tlschat.server.connection import Session
 from tlschat.server.datadir import DataDirBusy, DataDirLock, make_private_dir
 from tlschat.server.files import FileStore
@@ -40,6 +43,9 @@ CLOSE_WAIT = 3.5
 """Seconds shutdown waits for connections to take their `bye` (a session's own close is 3 s)."""
 REFUSAL_LOG_INTERVAL = 10.0
 HOUSEKEEPING_INTERVAL = 3600.0
+EXPIRY_CHECK_INTERVAL = 24 * 3600.0
+EXPIRY_WARNING = datetime.timedelta(days=14)
+"""A certificate this close to its end is warned about at start and daily."""
 
 
 class StartupError(TlsChatError):
@@ -55,11 +61,15 @@ class ChatServer:
         self.registry = Registry()
         self.hub = LocalHub()
         self.store = SqliteStore(self.data_dir / "tlschat.db")
+        self.store.observe_commit = metrics.observe_commit
+        self.metrics: metrics.MetricsServer | None = None
         self._lock = DataDirLock(self.data_dir)
         self.rules: Rules | None = None
         self.files: FileStore | None = None
         self.ssl_context: ssl.SSLContext | None = None
         self.cert_path: Path | None = None
+        self.key_path: Path | None = None
+        self.cert_expires: datetime.datetime | None = None
         self.fingerprint = ""
         self.port = 0
         self._listener: asyncio.Server | None = None
@@ -109,11 +119,12 @@ class ChatServer:
             cert, key = await asyncio.to_thread(certs.ensure_server_cert, self.data_dir, cfg.name)
         assert cert is not None
         assert key is not None
-        self.cert_path = cert
+        self.cert_path, self.key_path = cert, key
         self.ssl_context = tls.server_context(
             cert, key, tls_min=cfg.tls_min, client_ca=cfg.client_ca, keylog=cfg.keylog
         )
         self.fingerprint = tls.fingerprint_file(cert)
+        self.cert_expires = _expiry(cert)
         try:
             await self.store.open()
         except Exception as exc:
@@ -122,6 +133,7 @@ class ChatServer:
         await self._load_rooms()
         self.files = FileStore(cfg, self.data_dir, self.store)
         self.rules = Rules(Context(cfg, self.store, self.hub, self.registry, self.files, last_id))
+        await self.rules.load()
         await self.rules.start()
         try:
             self._listener = await asyncio.start_server(
@@ -135,13 +147,78 @@ class ChatServer:
                 f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
             ) from None
         self.port = self._listener.sockets[0].getsockname()[1]
+        if cfg.metrics:
+            try:
+                self.metrics = metrics.MetricsServer(metrics.make_registry(self), cfg.metrics)
+                self.metrics.start()
+            except (ValueError, OSError) as exc:
+                self._listener.close()
+                await self.store.close()
+                raise StartupError(f"cannot serve metrics on {cfg.metrics}: {exc}") from None
         # Only once startup can no longer fail: the file service starts its own cleanup tasks.
         self.files.start()
         self._background = [
             asyncio.create_task(self._every(FLUSH_INTERVAL, self.rules.flush_marks)),
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL, self.rules.expire_invitations)),
+            asyncio.create_task(self._every(EXPIRY_CHECK_INTERVAL, self._check_expiry)),
         ]
-        log.info("accepting connections on %s:%d", cfg.host, self.port)
+        if self.metrics is not None:
+            self._background.append(asyncio.create_task(metrics.watch_loop_lag()))
+
+    def start_line(self) -> str:
+        """The one start-up line: version, address, fingerprint, certificate expiry."""
+        cfg = self.config
+        host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
+        expires = self.cert_expires.strftime("%Y-%m-%d") if self.cert_expires else "unknown"
+        return (
+            f"tlschat {__version__} listening on {host}:{self.port} (TLS {cfg.tls_min}+);"
+            f" data {self.data_dir}; certificate {self.cert_path} expires {expires};"
+            f" SHA-256 fingerprint {self.fingerprint}"
+        )
+
+    async def _check_expiry(self) -> None:
+        """Warn about a certificate within 14 days of its end (at start and daily)."""
+        expires = self.cert_expires
+        if expires is None:
+            return
+        left = expires - datetime.datetime.now(datetime.UTC)
+        if left <= datetime.timedelta(0):
+            log.warning("certificate %s EXPIRED on %s", self.cert_path, expires.date())
+        elif left <= EXPIRY_WARNING:
+            log.warning(
+                "certificate %s expires on %s (in %d days): renew it and send SIGHUP",
+                self.cert_path,
+                expires.date(),
+                left.days,
+            )
+
+    def reload_tls(self) -> bool:
+        """SIGHUP: load the certificate and key again; new connections get the new pair. A pair
+        that cannot be used is refused with a log line, and the old one stays."""
+        cfg = self.config
+        cert, key = cfg.cert, cfg.key
+        try:
+            if cert is None or key is None:
+                from tlschat import certs
+
+                cert, key = certs.ensure_server_cert(self.data_dir, cfg.name)
+            context = tls.server_context(
+                cert, key, tls_min=cfg.tls_min, client_ca=cfg.client_ca, keylog=cfg.keylog
+            )
+            fingerprint = tls.fingerprint_file(cert)
+            expires = _expiry(cert)
+        except (TlsChatError, OSError, ValueError) as exc:
+            log.error("reload refused, keeping the current certificate: %s", exc)
+            return False
+        self.ssl_context = context
+        self.cert_path, self.key_path = cert, key
+        self.fingerprint = fingerprint
+        self.cert_expires = expires
+        when = expires.strftime("%Y-%m-%d") if expires else "unknown"
+        log.info(
+            "reloaded certificate %s (expires %s; SHA-256 fingerprint %s)", cert, when, fingerprint
+        )
+        return True
 
     async def _load_rooms(self) -> None:
         for stored in await self.store.load_rooms():
@@ -149,7 +226,8 @@ class ChatServer:
                 # Only guests were in it when the daemon stopped: their memberships ended.
                 await self.store.delete_room(stored.room_key)
                 continue
-            room = Room(name=stored.name, public=stored.public)
+            room = Room(name=stored.name, public=stored.public, topic=stored.topic)
+            room.kicked.update(stored.kicked)
             for member in stored.members:
                 room.members[member.nick_key] = member.nick
                 room.joined_after[member.nick_key] = member.joined_after
@@ -331,32 +409,52 @@ class ChatServer:
         except Exception:
             log.exception("flushing delivery marks")
         await self.store.close()
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)
         self._lock.release()
-        log.info("stopped")
+        log.info("stopped: storage flushed")
 
 
 # --- the command ------------------------------------------------------------------------------
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def sd_notify(state: str) -> bool:
+    """Tell systemd (`Type=notify`) how we are: `READY=1`, `STOPPING=1`. No-op elsewhere."""
+    import os
+    import socket
+
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd: %s", exc)
+        return False
+    return True
 
 
-def listening_line(data_dir: Path, host: str, port: int, tls_min: str) -> str:
-    """The startup line that says where the daemon listens (scripts read it: `listen_port`)."""
-    shown_host = host if ":" not in host else f"[{host}]"
-    return f"tlschat {data_dir}: listening on {shown_host}:{port} (TLS {tls_min}+)"
+def _expiry(cert: Path) -> datetime.datetime | None:
+    from tlschat import certs
+
+    try:
+        return certs.cert_expiry(cert)
+    except (OSError, ValueError):
+        return None
+
+
+_LISTENING = re.compile(r"tlschat \S+ listening on \S+:(\d+) ")
 
 
 def listen_port(line: str) -> int | None:
-    """The port in a `listening_line`, or None for any other line (`--port 0` prints the real one)."""
-    if not line.startswith("tlschat ") or ": listening on " not in line:
-        return None
-    return int(line.rsplit(":", 1)[1].split()[0])
+    """The port in the start-up line (`ChatServer.start_line`, text or JSON log), or None for
+    any other line (`--port 0` logs the real one)."""
+    found = _LISTENING.search(line)
+    return int(found.group(1)) if found else None
 
 
 async def _serve(config: ServerConfig) -> int:
@@ -367,7 +465,11 @@ async def _serve(config: ServerConfig) -> int:
         loop.call_soon_threadsafe(stop.set)
 
     def on_hangup(signum: int, frame: object) -> None:
-        loop.call_soon_threadsafe(log.warning, "SIGHUP ignored: this version reloads nothing")
+        loop.call_soon_threadsafe(reload)
+
+    def reload() -> None:
+        if started:  # before that, start() is loading the certificate anyway
+            server.reload_tls()
 
     # Python-level handlers, not loop.add_signal_handler: asyncio hands a signal to the loop
     # through its self-pipe, and under load (thousands of connections, store threads waking the
@@ -381,30 +483,36 @@ async def _serve(config: ServerConfig) -> int:
     try:
         await server.start()
         started = True
-        print(
-            listening_line(server.data_dir, config.host, server.port, config.tls_min),
-            file=sys.stderr,
-        )
-        print(f"certificate: {server.cert_path}", file=sys.stderr)
-        print(f"SHA-256 fingerprint: {server.fingerprint}", file=sys.stderr, flush=True)
         if config.keylog:
             log.warning(
                 "!!! --keylog is on: TLS secrets are written to %s; anyone with that file can "
                 "decrypt captured traffic. Use it only to debug. !!!",
                 config.keylog,
             )
+        # Once the signals are ours: a supervisor that reads this line may stop us at once.
+        # Always written, whatever --log-level says: it tells where to connect and what
+        # fingerprint to expect, and scripts wait for it (`listen_port`).
+        log.handle(
+            log.makeRecord(log.name, logging.INFO, __file__, 0, server.start_line(), (), None)
+        )
+        await server._check_expiry()
+        sd_notify("READY=1")
         await stop.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if started:
+            log.info("shutting down: bye to %d sessions", len(server._sessions))
+            sd_notify("STOPPING=1")
             await server.close()
     return 0
 
 
 def run(config: ServerConfig) -> int:
     """`tlschat serve`: run until SIGINT/SIGTERM; exit status 0, or 2 with one line on stderr."""
-    _setup_logging(config.log_level)
+    from tlschat.server.logs import setup_logging
+
+    setup_logging(config.log_level, config.log_format)
     # Everything the daemon creates (database, keys, uploads, their folders) is its own alone.
     os.umask(0o077)
     try:

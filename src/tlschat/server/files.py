@@ -31,7 +31,7 @@ from tlschat.protocol import (
     encode,
 )
 from tlschat.ratelimit import TokenBucket
-from tlschat.server import imaging
+from tlschat.server import imaging, metrics
 from tlschat.server.image_check import ImageChecker
 from tlschat.server.store import StoredBlob, StoredFile
 
@@ -414,6 +414,7 @@ class FileStore:
             upload, "cannot store the file", _append, upload.file, upload.digest, data
         )
         upload.received += len(data)
+        metrics.UPLOAD_BYTES.inc(len(data))
         upload.next_seq += 1
         if upload.received == upload.size:
             await self._finish(session, upload, ref)

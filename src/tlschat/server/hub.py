@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from tlschat.protocol import UserInfo, encode_payload, name_key
+from tlschat.server import metrics
 from tlschat.server.registry import User
 
 
@@ -135,6 +136,7 @@ class LocalHub:
     ) -> None:
         users = self.users
         seen: set[str] = set()
+        queued = 0
         for key in nick_keys:
             user = users.get(key)
             if user is None or key in seen:
@@ -143,6 +145,11 @@ class LocalHub:
             for peer in user.sessions:
                 if peer is not skip:
                     peer.deliver(data, msg_id)
+                    queued += 1
+        if queued:  # one counter update per fan-out, not per session
+            metrics.FANOUT.inc(queued)
+            if msg_id:
+                metrics.MESSAGES_DELIVERED.inc(queued)
 
     def broadcast(self, data: bytes) -> None:
         self._broadcasts.append(data)

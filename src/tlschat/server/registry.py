@@ -54,10 +54,19 @@ class Room:
     joined_after: dict[str, int] = field(default_factory=dict)
     """nick key -> last message id before they joined (replay starts after it)."""
     invites: dict[str, Invitation] = field(default_factory=dict)
+    topic: str = ""
+    kicked: dict[str, float] = field(default_factory=dict)
+    """nick key -> until when (time.time()) a user kicked from this public room may not join."""
 
     @property
     def key(self) -> str:
         return name_key(self.name)
+
+    @property
+    def owner(self) -> str | None:
+        """The member who joined earliest: the creator while it stays, then the next one
+        (PROTOCOL.md "Groups": ownership passes on to the earliest joiner)."""
+        return next(iter(self.members.values()), None)
 
     @property
     def address(self) -> str:

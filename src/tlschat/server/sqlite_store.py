@@ -139,6 +139,24 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (identity, conversation)
     ) WITHOUT ROWID;
     """,
+    # 5: room topics, kicks and bans (PROTOCOL.md "Groups" topic and kick, "Administration"
+    # ban). A room's owner is not stored: it is the member who joined earliest (members.seq).
+    # A kick row keeps a user out of a public room until `until` (10 minutes); joining again
+    # (by an invitation) removes it.
+    """
+    ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+    CREATE TABLE kicks (
+        room_key TEXT NOT NULL REFERENCES rooms(room_key) ON DELETE CASCADE,
+        nick_key TEXT NOT NULL,
+        until REAL NOT NULL,
+        PRIMARY KEY (room_key, nick_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE bans (
+        nick_key TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -191,6 +209,8 @@ class _Writer(threading.Thread):
         self.ready: asyncio.Future[None] = loop.create_future()
         self.batches = 0
         self.writes = 0
+        self.observe: Callable[[float, int], None] | None = None
+        """Called on this thread after each commit with (seconds, writes): metrics."""
 
     def run(self) -> None:
         try:
@@ -229,6 +249,7 @@ class _Writer(threading.Thread):
         self, conn: sqlite3.Connection, batch: list[tuple[Write, asyncio.Future[Any]]]
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for write, future in batch:
@@ -253,6 +274,8 @@ class _Writer(threading.Thread):
             return [(future, None, exc) for _, future in batch]
         self.batches += 1
         self.writes += len(batch)
+        if self.observe is not None:
+            self.observe(time.perf_counter() - started, len(batch))
         return results
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
@@ -296,6 +319,9 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[tuple[Write, asyncio.Future[Any]]] = []
         """Writes of this loop turn, handed to the writer together at its end (one wake-up)."""
+        self.observe_commit: Callable[[float, int], None] | None = None
+        """Set before `open()`: called on the writer thread after each commit with (seconds,
+        writes in the batch), for metrics."""
 
     async def open(self) -> None:
         """Open (creating) the database and bring its schema up to date.
@@ -304,6 +330,7 @@ class SqliteStore:
         """
         self._loop = asyncio.get_running_loop()
         writer = _Writer(self.path, self._loop)
+        writer.observe = self.observe_commit
         writer.start()
         await writer.ready
         self._writer = writer
@@ -555,8 +582,10 @@ class SqliteStore:
     async def load_rooms(self) -> list[StoredRoom]:
         def read(c: sqlite3.Connection) -> list[StoredRoom]:
             rooms: dict[str, StoredRoom] = {}
-            for key, name, public in c.execute("SELECT room_key, name, public FROM rooms"):
-                rooms[key] = StoredRoom(key, name, bool(public))
+            for key, name, public, topic in c.execute(
+                "SELECT room_key, name, public, topic FROM rooms"
+            ):
+                rooms[key] = StoredRoom(key, name, bool(public), topic=topic)
             for room_key, nick_key, nick, joined_after in c.execute(
                 "SELECT room_key, nick_key, nick, joined_after FROM members ORDER BY seq"
             ):
@@ -567,24 +596,69 @@ class SqliteStore:
             ):
                 if room_key in rooms:
                     rooms[room_key].invites.append(StoredInvite(nick_key, by, created))
+            for room_key, nick_key, until in c.execute(
+                "SELECT room_key, nick_key, until FROM kicks WHERE until > ?", (time.time(),)
+            ):
+                if room_key in rooms:
+                    rooms[room_key].kicked[nick_key] = until
             return list(rooms.values())
 
         return await self._read(read)
 
     async def create_room(
-        self, room_key: str, name: str, public: bool, creator: StoredMember | None
+        self,
+        room_key: str,
+        name: str,
+        public: bool,
+        creator: StoredMember | None,
+        topic: str = "",
     ) -> None:
         created = time.time()
 
         def write(c: sqlite3.Connection) -> None:
             c.execute(
-                "INSERT OR REPLACE INTO rooms (room_key, name, public, created) VALUES (?, ?, ?, ?)",
-                (room_key, name, int(public), created),
+                "INSERT OR REPLACE INTO rooms (room_key, name, public, created, topic)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (room_key, name, int(public), created, topic),
             )
             if creator is not None:
                 _add_member(c, room_key, creator)
 
         await self._write(write)
+
+    async def set_topic(self, room_key: str, topic: str) -> None:
+        await self._write(
+            lambda c: c.execute("UPDATE rooms SET topic = ? WHERE room_key = ?", (topic, room_key))
+        )
+
+    async def add_kick(self, room_key: str, nick_key: str, until: float) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM kicks WHERE until <= ?", (time.time(),))
+            c.execute(
+                "INSERT OR REPLACE INTO kicks (room_key, nick_key, until) VALUES (?, ?, ?)",
+                (room_key, nick_key, until),
+            )
+
+        await self._write(write)
+
+    async def bans(self) -> dict[str, str]:
+        return await self._read(
+            lambda c: dict(c.execute("SELECT nick_key, reason FROM bans").fetchall())
+        )
+
+    async def ban(self, nick_key: str, reason: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO bans (nick_key, reason, created) VALUES (?, ?, ?)",
+                (nick_key, reason, time.time()),
+            )
+        )
+
+    async def unban(self, nick_key: str) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            return c.execute("DELETE FROM bans WHERE nick_key = ?", (nick_key,)).rowcount > 0
+
+        return await self._write(write)
 
     async def delete_room(self, room_key: str) -> None:
         def write(c: sqlite3.Connection) -> None:
@@ -792,6 +866,7 @@ def _add_member(c: sqlite3.Connection, room_key: str, member: StoredMember) -> N
     c.execute(
         "DELETE FROM invites WHERE room_key = ? AND nick_key = ?", (room_key, member.nick_key)
     )
+    c.execute("DELETE FROM kicks WHERE room_key = ? AND nick_key = ?", (room_key, member.nick_key))
 
 
 def _insert_message(c: sqlite3.Connection, m: NewMessage) -> int:

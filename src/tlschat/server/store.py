@@ -106,6 +106,9 @@ class StoredRoom:
     public: bool
     members: list[StoredMember] = field(default_factory=list)
     invites: list[StoredInvite] = field(default_factory=list)
+    topic: str = ""
+    kicked: dict[str, float] = field(default_factory=dict)
+    """nick key -> until when a user kicked from this public room may not join it again."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,16 @@ class Store(Protocol):
     async def registered_nicks(self, keys: Iterable[str]) -> dict[str, str]: ...
     async def set_last_delivered(self, marks: dict[str, int]) -> None: ...
 
+    # administration (PROTOCOL.md "Administration")
+    async def bans(self) -> dict[str, str]:
+        """nick key -> reason of every banned nick."""
+        ...
+
+    async def ban(self, nick_key: str, reason: str) -> None: ...
+    async def unban(self, nick_key: str) -> bool:
+        """False if the nick was not banned."""
+        ...
+
     # guests
     async def get_guest(self, nick_key: str) -> StoredGuest | None: ...
     async def put_guest(self, guest: StoredGuest) -> None:
@@ -188,8 +201,18 @@ class Store(Protocol):
     # rooms
     async def load_rooms(self) -> list[StoredRoom]: ...
     async def create_room(
-        self, room_key: str, name: str, public: bool, creator: StoredMember | None
+        self,
+        room_key: str,
+        name: str,
+        public: bool,
+        creator: StoredMember | None,
+        topic: str = "",
     ) -> None: ...
+    async def set_topic(self, room_key: str, topic: str) -> None: ...
+    async def add_kick(self, room_key: str, nick_key: str, until: float) -> None:
+        """Keep `nick_key` out of a public room until `until`; `add_member` ends it."""
+        ...
+
     async def delete_room(self, room_key: str) -> None:
         """The room, its members, invitations and its whole history."""
         ...

@@ -37,6 +37,7 @@ from tlschat.tui.messages import (
     RoomJoined,
     RoomLeft,
     ServerSaidBye,
+    TopicChanged,
     Welcomed,
     translate,
 )
@@ -89,6 +90,8 @@ class ChatClientLike(Protocol):
     async def decline(self, room: str) -> None: ...
     async def join(self, room: str) -> protocol.Joined: ...
     async def leave(self, room: str) -> protocol.Left: ...
+    async def set_topic(self, room: str, topic: str) -> protocol.TopicEvent: ...
+    async def kick(self, room: str, nick: str, reason: str | None = None) -> None: ...
 
 
 ClientFactory = Callable[[ConnectParams, AskTrust], ChatClientLike]
@@ -445,7 +448,7 @@ class ChatApp(App[int]):
 
     @on(RoomJoined)
     async def _joined(self, event: RoomJoined) -> None:
-        self.state.join(event.room, event.members, event.public)
+        self.state.join(event.room, event.members, event.public, event.owner, event.topic)
         self._forget_invitation(event.room)
         if self.main is not None:
             await self.main.open_conversation(room_address(event.room), activate=False)
@@ -454,7 +457,7 @@ class ChatApp(App[int]):
     @on(MembersChanged)
     def _members(self, event: MembersChanged) -> None:
         before = {fold(m) for m in self.state.members_of(event.room)}
-        self.state.set_members(event.room, event.members)
+        self.state.set_members(event.room, event.members, event.owner)
         if self.main is None:
             return
         self.main.members_changed(event.room)
@@ -480,6 +483,18 @@ class ChatApp(App[int]):
         if self.main is not None:
             self.main.refresh_sidebar()
 
+    @on(TopicChanged)
+    def _topic(self, event: TopicChanged) -> None:
+        self.state.set_topic(event.room, event.topic)
+        if self.main is not None:
+            self.main.topic_changed(event.room)
+            text = (
+                f"{event.by} set the topic: {event.topic}"
+                if event.topic
+                else (f"{event.by} cleared the topic")
+            )
+            self.main.add_notice(room_address(event.room), text)
+
     @on(RoomLeft)
     async def _left(self, event: RoomLeft) -> None:
         if not self.state.is_member(event.room):
@@ -488,7 +503,15 @@ class ChatApp(App[int]):
         if self.main is not None:
             await self.main.close_conversation(room_address(event.room))
             self.main.refresh_sidebar()
-        self.notify(f"You left #{event.room}.", markup=False)
+        if event.by is not None and not self.state.is_me(event.by):
+            reason = f": {event.reason}" if event.reason else ""
+            self.notify(
+                f"{event.by} removed you from #{event.room}{reason}",
+                severity="warning",
+                markup=False,
+            )
+        else:
+            self.notify(f"You left #{event.room}.", markup=False)
 
     @on(ServerSaidBye)
     def _bye(self, event: ServerSaidBye) -> None:
@@ -536,7 +559,7 @@ class ChatApp(App[int]):
 
         async def accept() -> None:
             joined = await client.accept(room)
-            self.post_message(RoomJoined(joined.room, joined.members, joined.public))
+            self.post_message(RoomJoined.of(joined))
             self.post_message(ConversationWanted(room_address(joined.room)))
 
         async def decline() -> None:
@@ -599,7 +622,7 @@ class ChatApp(App[int]):
 
         async def create() -> None:
             joined = await client.create_room(room, public=public, invite=tuple(invite))
-            self.post_message(RoomJoined(joined.room, joined.members, joined.public))
+            self.post_message(RoomJoined.of(joined))
             for nick in invite:
                 self.state.note_invited(joined.room, nick)
             if self.main is not None:  # the invited show as pending in the member list
@@ -625,7 +648,7 @@ class ChatApp(App[int]):
 
         async def join() -> None:
             joined = await client.join(room)
-            self.post_message(RoomJoined(joined.room, joined.members, joined.public))
+            self.post_message(RoomJoined.of(joined))
             self.post_message(ConversationWanted(room_address(joined.room)))
 
         self._request(join(), f"join #{room}", Context(room=room))
@@ -708,6 +731,23 @@ class ChatApp(App[int]):
             self.main.add_notice(address, text)
         else:
             self.notify(text, severity="warning", markup=False)
+
+    def request_topic(self, room: str, topic: str) -> None:
+        client = self._client()
+
+        async def set_topic() -> None:
+            await client.set_topic(room, topic)  # the topic event arrives through events()
+
+        self._request(set_topic(), f"topic of #{room}")
+
+    def request_kick(self, room: str, nick: str, reason: str | None) -> None:
+        client = self._client()
+
+        async def kick() -> None:
+            await client.kick(room, nick, reason)
+            self.notify(f"Removed {nick} from #{room}.", markup=False)
+
+        self._request(kick(), f"kick {nick}")
 
     def request_history(self, address: str, before: int | None) -> None:
         client = self._client()

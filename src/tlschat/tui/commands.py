@@ -84,6 +84,17 @@ class Leave:
 
 
 @dataclass(frozen=True)
+class Topic:
+    text: str
+
+
+@dataclass(frozen=True)
+class Kick:
+    nick: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Close:
     """Close the current pane (a DM, or a group without leaving it)."""
 
@@ -119,6 +130,8 @@ Command = (
     | InviteUser
     | Join
     | Leave
+    | Topic
+    | Kick
     | Close
     | Image
     | SendFile
@@ -141,6 +154,8 @@ USAGE: dict[str, tuple[str, str]] = {
     "invite": ("/invite NICK", "invite NICK to the current group"),
     "join": ("/join ROOM", "join a public group"),
     "leave": ("/leave [ROOM]", "leave the current group (or ROOM)"),
+    "topic": ("/topic TEXT", "set the current group's topic (empty: clear it)"),
+    "kick": ("/kick NICK [REASON]", "remove NICK from the current group (its owner only)"),
     "close": ("/close", "close the current pane"),
     "image": ("/image [PATH]", "send a picture (without PATH: pick one; also ctrl+u)"),
     "file": ("/file [PATH]", "send a file (without PATH: pick one)"),
@@ -153,7 +168,6 @@ USAGE: dict[str, tuple[str, str]] = {
         "/notify on|off|osc9|osc777",
         "desktop notification through the terminal on a DM or a mention",
     ),
-    "topic": ("/topic TEXT", "set the group's topic (not on this server yet)"),
     "nick": ("/nick NICK", "change nick (reconnect with another nick instead)"),
     "help": ("/help", "show commands and keys"),
     "quit": ("/quit", "leave tlschat"),
@@ -232,7 +246,7 @@ def parse(line: str) -> Command:
                 raise CommandError(f"usage: {usage}")
             return Alerts("notify", args[0].lower())
         case "topic":
-            return Unsupported("This server does not keep group topics yet.")
+            return Topic(rest.strip())
         case "nick":
             return Unsupported(
                 "A nick is who you are on tlschat: to be someone else, quit and connect "
@@ -254,6 +268,12 @@ def parse(line: str) -> Command:
             return Image(rest.strip() or None)
         case "file":
             return SendFile(rest.strip() or None)
+        case "kick":
+            if not args:
+                raise CommandError(f"usage: {usage}")
+            nick = _name(args[0], "@", "nick", name)
+            reason = rest.strip()[len(args[0]) :].strip()
+            return Kick(nick, reason or None)
         case "close":
             return Close()
         case "help":

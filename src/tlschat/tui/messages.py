@@ -53,20 +53,44 @@ class InvitationReceived(Message):
 class RoomJoined(Message):
     """We are now a member of a group (created, accepted or joined)."""
 
-    def __init__(self, room: str, members: tuple[str, ...], public: bool) -> None:
+    def __init__(
+        self,
+        room: str,
+        members: tuple[str, ...],
+        public: bool,
+        owner: str | None = None,
+        topic: str = "",
+    ) -> None:
         super().__init__()
         self.room = room
         self.members = members
         self.public = public
+        self.owner = owner
+        self.topic = topic
+
+    @classmethod
+    def of(cls, joined: protocol.Joined) -> RoomJoined:
+        return cls(joined.room, joined.members, joined.public, joined.owner, joined.topic)
 
 
 class MembersChanged(Message):
     """A group we are in has a new member list."""
 
-    def __init__(self, room: str, members: tuple[str, ...]) -> None:
+    def __init__(self, room: str, members: tuple[str, ...], owner: str | None = None) -> None:
         super().__init__()
         self.room = room
         self.members = members
+        self.owner = owner
+
+
+class TopicChanged(Message):
+    """A group we are in has a new topic."""
+
+    def __init__(self, room: str, topic: str, by: str) -> None:
+        super().__init__()
+        self.room = room
+        self.topic = topic
+        self.by = by
 
 
 class InvitationDeclined(Message):
@@ -90,9 +114,12 @@ class PublicRoomChanged(Message):
 class RoomLeft(Message):
     """We are no longer a member of a group."""
 
-    def __init__(self, room: str) -> None:
+    def __init__(self, room: str, by: str | None = None, reason: str | None = None) -> None:
         super().__init__()
         self.room = room
+        self.by = by
+        """Who removed us (a kick), or None when we left."""
+        self.reason = reason
 
 
 class ServerSaidBye(Message):
@@ -152,16 +179,18 @@ def translate(frame: object) -> Message | None:
             return PresenceChanged(nick, online, bool(gone))
         case protocol.Invited(room=room, by=by, members=members):
             return InvitationReceived(room, by, members)
-        case protocol.Joined(room=room, members=members, public=public):
-            return RoomJoined(room, members, public)
-        case protocol.Members(room=room, members=members):
-            return MembersChanged(room, members)
+        case protocol.Joined():
+            return RoomJoined.of(frame)
+        case protocol.Members(room=room, members=members, owner=owner):
+            return MembersChanged(room, members, owner)
+        case protocol.TopicEvent(room=room, topic=topic, by=by):
+            return TopicChanged(room, topic, by)
         case protocol.Declined(room=room, nick=nick):
             return InvitationDeclined(room, nick)
         case protocol.RoomEvent(room=room, members=count):
             return PublicRoomChanged(room, count)
-        case protocol.Left(room=room):
-            return RoomLeft(room)
+        case protocol.Left(room=room, by=by, reason=reason):
+            return RoomLeft(room, by, reason)
         case protocol.Bye(reason=reason):
             return ServerSaidBye(reason)
         case protocol.Welcome():

@@ -51,6 +51,9 @@ class ChatCommands(Provider):
         if room is not None:
             found.append((f"Invite to #{room}…", screen.action_invite, "ctrl+t"))
             found.append((f"Leave #{room}", screen.action_leave, "/leave"))
+            found.append((f"Set the topic of #{room}…", screen.action_topic, "/topic TEXT"))
+            if state.is_me(state.owner_of(room) or ""):
+                found.append((f"Kick from #{room}…", screen.action_kick, "/kick NICK [REASON]"))
         if screen.current_address is not None:
             found.append(
                 (

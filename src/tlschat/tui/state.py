@@ -50,6 +50,9 @@ class Room:
     name: str
     members: tuple[str, ...] = ()
     public: bool = False
+    owner: str | None = None
+    """The member who may kick (the earliest joiner); None when the server did not say."""
+    topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,9 @@ class ChatState:
             before = previous.get(fold(listed.nick))
             known = not listed.online or (before is not None and before.known)
             self.users[fold(listed.nick)] = User(listed.nick, listed.online, known)
-        self.rooms = {fold(r.room): Room(r.room, r.members, r.public) for r in welcome.rooms}
+        self.rooms = {
+            fold(r.room): Room(r.room, r.members, r.public, r.owner, r.topic) for r in welcome.rooms
+        }
         self.public_rooms = {fold(p.room): (p.room, p.members) for p in welcome.public_rooms}
         for room in list(self.invited):
             if room in self.rooms:
@@ -194,19 +199,28 @@ class ChatState:
 
     # --- groups ------------------------------------------------------------------------------
 
-    def join(self, room: str, members: Iterable[str], public: bool) -> None:
-        self.rooms[fold(room)] = Room(room, tuple(members), public)
+    def join(
+        self,
+        room: str,
+        members: Iterable[str],
+        public: bool,
+        owner: str | None = None,
+        topic: str = "",
+    ) -> None:
+        self.rooms[fold(room)] = Room(room, tuple(members), public, owner, topic)
         self.invites.pop(fold(room), None)
         self._forget_invited(room, self.rooms[fold(room)].members)
         for nick in self.rooms[fold(room)].members:
             self.note_user(nick)
 
-    def set_members(self, room: str, members: Iterable[str]) -> None:
+    def set_members(self, room: str, members: Iterable[str], owner: str | None = None) -> None:
         current = self.rooms.get(fold(room))
         if current is None:
-            self.rooms[fold(room)] = Room(room, tuple(members))
+            self.rooms[fold(room)] = Room(room, tuple(members), owner=owner)
         else:
             current.members = tuple(members)
+            if owner is not None:
+                current.owner = owner
         self._forget_invited(room, self.rooms[fold(room)].members)
         for nick in self.rooms[fold(room)].members:
             self.note_user(nick)
@@ -222,6 +236,19 @@ class ChatState:
         """Our groups that `nick` is a member of, by name."""
         rooms = [r.name for r in self.rooms.values() if fold(nick) in {fold(m) for m in r.members}]
         return sorted(rooms, key=fold)
+
+    def set_topic(self, room: str, topic: str) -> None:
+        current = self.rooms.get(fold(room))
+        if current is not None:
+            current.topic = topic
+
+    def topic_of(self, room: str) -> str:
+        current = self.rooms.get(fold(room))
+        return current.topic if current is not None else ""
+
+    def owner_of(self, room: str) -> str | None:
+        current = self.rooms.get(fold(room))
+        return current.owner if current is not None else None
 
     def members_of(self, room: str) -> tuple[str, ...]:
         current = self.rooms.get(fold(room))

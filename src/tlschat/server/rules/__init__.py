@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tlschat.protocol import ClientFrame
+from tlschat.server.rules.admin import AdminRules
 from tlschat.server.rules.base import Context, FileService, Peer
 from tlschat.server.rules.conversations import ConversationRules
 from tlschat.server.rules.groups import GroupRules
@@ -29,6 +30,7 @@ class Rules:
         self.messages = MessageRules(ctx)
         self.conversations = ConversationRules(ctx)
         self.session = SessionRules(ctx, self.groups.remove_member, self.conversations)
+        self.admin = AdminRules(ctx, self.session.passwords)
         self._handlers: dict[str, Handler] = {
             "hello": self.session.hello,
             "users": self.session.users,
@@ -41,6 +43,11 @@ class Rules:
             "join": self.groups.join,
             "leave": self.groups.leave,
             "rooms": self.groups.rooms,
+            "topic": self.groups.topic,
+            "kick": self.groups.kick,
+            "ban": self.admin.ban,
+            "unban": self.admin.unban,
+            "register": self.admin.register,
             "conversations": self.conversations.conversations,
             "read": self.conversations.read,
             "upload": self._files,
@@ -54,6 +61,10 @@ class Rules:
 
     async def _files(self, peer: Peer, frame: Any) -> None:
         await self.ctx.files.handle(peer, frame)
+
+    async def load(self) -> None:
+        """Read what the rules keep in memory from the store (bans); once, before serving."""
+        await self.admin.load()
 
     async def session_ended(self, peer: Peer) -> None:
         await self.session.session_ended(peer)

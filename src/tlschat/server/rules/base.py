@@ -16,6 +16,7 @@ from tlschat.protocol import (
     RequestError,
     encode,
     is_valid_name,
+    name_key,
     parse_address,
 )
 from tlschat.server.hub import Hub
@@ -35,6 +36,10 @@ class Peer(Protocol):
     """The client certificate's common name under mutual TLS: the only nick allowed."""
     closing: bool
     queue_limit: int
+
+    def shutdown(self, frame: Reply | None = None, reason: str = "closing") -> None:
+        """Send `frame` last, then close."""
+        ...
 
     def send(self, frame: Frame, msg_id: int = 0) -> None: ...
     def deliver(self, data: bytes, msg_id: int = 0) -> None: ...
@@ -88,12 +93,20 @@ class Context:
         self.files = files
         self.last_id = last_id
         """The newest message id stored (a new member's history starts after it)."""
+        self.admins = frozenset(name_key(nick) for nick in config.admin)
+        """Nick keys of the administrators (`--admin`)."""
+        self.bans: dict[str, str] = {}
+        """nick key -> reason of every banned nick; loaded from the store at start."""
         self.limits = Limits(
             max_frame=config.max_frame,
             max_text=config.max_text,
             max_upload=config.max_upload,
             chunk=config.chunk,
         )
+
+    def is_admin(self, user: User) -> bool:
+        """Administrators are registered accounts named by `--admin`."""
+        return user.registered and user.key in self.admins
 
     def deliver(self, frame: Frame, nick_keys: Iterable[str]) -> None:
         """Encode once; queue on every session of these users."""
@@ -138,7 +151,10 @@ def room_seen_by(ctx: Context, user: User, name: str) -> Room:
     """
     room = ctx.registry.room(name) if is_valid_name(name) else None
     if room is None or (
-        not room.public and not room.is_member(user.key) and user.key not in room.invites
+        not room.public
+        and not room.is_member(user.key)
+        and user.key not in room.invites
+        and not ctx.is_admin(user)  # "Administrators are never outsiders."
     ):
         raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name[:40]}")
     return room

@@ -1,5 +1,5 @@
-"""PROTOCOL.md "Groups": create, invite, accept, decline, join, leave; member lists and public
-room announcements; `rooms`."""
+"""PROTOCOL.md "Groups": create, invite, accept, decline, join, leave, topic, kick; owners,
+member lists and public room announcements; `rooms`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tlschat.protocol import (
     Invited,
     Join,
     Joined,
+    Kick,
     Leave,
     Left,
     Members,
@@ -24,6 +25,8 @@ from tlschat.protocol import (
     RequestError,
     RoomEvent,
     Rooms,
+    TopicEvent,
+    TopicRequest,
     is_valid_name,
     name_key,
 )
@@ -38,6 +41,27 @@ log = logging.getLogger("tlschat.server.rules")
 
 ANNOUNCE_WINDOW = 0.05
 """Seconds over which a room's `members` and public `room` events are coalesced."""
+
+MAX_TOPIC = 300
+"""PROTOCOL.md "Groups": a topic is at most 300 characters (`text_too_long` beyond)."""
+
+KICK_NO_REJOIN = 600.0
+"""Seconds a user kicked from a public room may not `join` it again."""
+
+
+def joined(room: Room) -> Joined:
+    return Joined(
+        room=room.name,
+        members=room.member_names(),
+        public=room.public,
+        owner=room.owner,
+        topic=room.topic,
+    )
+
+
+def check_topic(topic: str) -> None:
+    if len(topic) > MAX_TOPIC:
+        raise RequestError(ErrorCode.TEXT_TOO_LONG, f"a topic is at most {MAX_TOPIC} characters")
 
 
 class GroupRules:
@@ -94,6 +118,7 @@ class GroupRules:
             )
         if ctx.registry.room(f.room) is not None:
             raise RequestError(ErrorCode.ROOM_EXISTS, f"room {f.room} exists")
+        check_topic(f.topic)
         self._check_room_limit(user)
         invitees: list[tuple[str, bool]] = []
         for nick in dict.fromkeys(f.invite):
@@ -102,14 +127,12 @@ class GroupRules:
                 invitees.append(target)
         if ctx.registry.room(f.room) is not None:  # created while we looked the invitees up
             raise RequestError(ErrorCode.ROOM_EXISTS, f"room {f.room} exists")
-        room = Room(name=f.room, public=f.public)
+        room = Room(name=f.room, public=f.public, topic=f.topic)
         ctx.registry.add_room(room)
         ctx.registry.add_member(room, user.nick, ctx.last_id)
         creator = StoredMember(user.key, user.nick, ctx.last_id)
-        await ctx.store.create_room(room.key, room.name, room.public, creator)
-        ctx.reply(
-            peer, Joined(room=room.name, members=room.member_names(), public=room.public), f.ref
-        )
+        await ctx.store.create_room(room.key, room.name, room.public, creator, room.topic)
+        ctx.reply(peer, joined(room), f.ref)
         for nick, registered in invitees:
             await self._invite(room, user, nick, registered)
         self._announce(room)
@@ -160,6 +183,14 @@ class GroupRules:
             raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no public room {f.room[:40]}")
         if room.is_member(user.key):
             raise RequestError(ErrorCode.ALREADY_MEMBER, f"you are in {room.name} already")
+        until = room.kicked.get(user.key, 0.0)
+        if until > time.time():
+            raise RequestError(
+                ErrorCode.FORBIDDEN,
+                f"you were kicked from {room.name}: you may join again in"
+                f" {int(until - time.time()) // 60 + 1} minutes",
+            )
+        room.kicked.pop(user.key, None)
         self._check_room_size(room)
         self._check_room_limit(user)
         await self._add_member(peer, room, f.ref)
@@ -169,9 +200,8 @@ class GroupRules:
         user = logged_in_user(peer)
         ctx.registry.add_member(room, user.nick, ctx.last_id)
         await ctx.store.add_member(room.key, StoredMember(user.key, user.nick, ctx.last_id))
-        ctx.reply(
-            peer, Joined(room=room.name, members=room.member_names(), public=room.public), ref
-        )
+        room.kicked.pop(user.key, None)  # invited back after a kick: the kick is over
+        ctx.reply(peer, joined(room), ref)
         self._announce(room, members=True)
 
     async def leave(self, peer: Peer, f: Leave) -> None:
@@ -181,6 +211,43 @@ class GroupRules:
             raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
         self.ctx.reply(peer, Left(room=room.name), f.ref)
         await self.remove_member(room, user.nick)
+
+    async def topic(self, peer: Peer, f: TopicRequest) -> None:
+        user = logged_in_user(peer)
+        room = room_seen_by(self.ctx, user, f.room)
+        if not room.is_member(user.key):
+            raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
+        check_topic(f.topic)
+        room.topic = f.topic
+        await self.ctx.store.set_topic(room.key, f.topic)
+        event = TopicEvent(room=room.name, topic=f.topic, by=user.nick)
+        self.ctx.reply(peer, event, f.ref)
+        self.ctx.deliver(event, (k for k in room.members if k != user.key))
+        if room.public:
+            self._room_news.announce(room.key, lambda: self._send_size(room))
+
+    async def kick(self, peer: Peer, f: Kick) -> None:
+        ctx = self.ctx
+        user = logged_in_user(peer)
+        admin = ctx.is_admin(user)
+        room = room_seen_by(self.ctx, user, f.room)
+        if not admin and not room.is_member(user.key):
+            raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
+        if not admin and room.owner != user.nick:
+            raise RequestError(ErrorCode.FORBIDDEN, f"only the owner of {room.name} may kick")
+        target_key = name_key(f.nick) if is_valid_name(f.nick) else ""
+        if not room.is_member(target_key):
+            raise RequestError(ErrorCode.NOT_MEMBER, f"{f.nick[:40]} is not in {room.name}")
+        nick = room.members[target_key]
+        if room.public:
+            until = time.time() + KICK_NO_REJOIN
+            room.kicked[target_key] = until
+            await ctx.store.add_kick(room.key, target_key, until)
+        reason = f.reason or None
+        ctx.deliver(Left(room=room.name, by=user.nick, reason=reason), [target_key])
+        peer.send(Ok(ref=f.ref))
+        log.info("kick: %s removed %s from %s", user.nick, nick, room.name)
+        await self.remove_member(room, nick)
 
     async def rooms(self, peer: Peer, f: Any) -> None:
         ctx = self.ctx
@@ -217,16 +284,20 @@ class GroupRules:
 
         def send_members() -> None:
             if ctx.registry.rooms.get(room.key) is room:
-                ctx.deliver(Members(room=room.name, members=room.member_names()), room.members)
-
-        def send_size() -> None:
-            if ctx.registry.rooms.get(room.key) is room:
-                ctx.broadcast(RoomEvent(room=room.name, members=len(room.members)))
+                ctx.deliver(
+                    Members(room=room.name, members=room.member_names(), owner=room.owner),
+                    room.members,
+                )
 
         if members:
             self._members_news.announce(room.key, send_members)
         if room.public:
-            self._room_news.announce(room.key, send_size)
+            self._room_news.announce(room.key, lambda: self._send_size(room))
+
+    def _send_size(self, room: Room) -> None:
+        ctx = self.ctx
+        if ctx.registry.rooms.get(room.key) is room:
+            ctx.broadcast(RoomEvent(room=room.name, members=len(room.members), topic=room.topic))
 
     async def expire_invitations(self) -> None:
         now = time.time()

@@ -15,6 +15,7 @@ from tlschat.protocol import (
     utc_timestamp,
     with_ref,
 )
+from tlschat.server import metrics
 from tlschat.server.fit import fit_history
 from tlschat.server.registry import Room, User
 from tlschat.server.rules.base import (
@@ -110,6 +111,8 @@ class MessageRules:
         # Committed: deliver now, with no await in between, so every session sees ids in the
         # order the store gave them (the store wakes the senders of a batch in commit order).
         ctx.last_id = max(ctx.last_id, msg_id)
+        metrics.MESSAGES_STORED.inc()
+        metrics.MESSAGES_DELIVERED.inc()  # the echo to the sender's asking session
         data = encode(Message(id=msg_id, ts=ts, from_=user.nick, to=f.to, text=f.text, file=meta))
         peer.deliver(with_ref(data, f.ref), msg_id)
         ctx.hub.deliver(recipients, data, msg_id, skip=peer)

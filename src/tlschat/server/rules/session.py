@@ -31,6 +31,7 @@ from tlschat.protocol import (
     is_valid_name,
     name_key,
 )
+from tlschat.server import metrics
 from tlschat.server.auth import Attempt, LoginThrottle, Passwords, RegistrationLimit
 from tlschat.server.fit import encode_with_online, fit_users, fit_welcome
 from tlschat.server.registry import Room, User
@@ -74,6 +75,9 @@ class SessionRules:
                 "a nick is 1-32 of A-Z a-z 0-9 _ - . and starts with a letter, digit or _",
             )
         key = name_key(nick)
+        if key in ctx.bans:
+            log.info("login refused: %s is banned (ip %s)", nick, peer.peer_ip)
+            raise RequestError(ErrorCode.BANNED, f"{nick} is banned: {ctx.bans[key]}")
         if peer.peer_cn is not None and key != name_key(peer.peer_cn):
             raise RequestError(ErrorCode.NICK_INVALID, f"your certificate is for {peer.peer_cn!r}")
         account = await ctx.store.get_user(key)
@@ -112,6 +116,14 @@ class SessionRules:
         user, first = ctx.hub.attach(user, peer)
         self._cancel_hold(key)
         peer.logged_in(user)
+        metrics.LOGINS.inc()
+        log.info(
+            "login: %s from %s (%s, %d sessions)",
+            user.nick,
+            peer.peer_ip,
+            "account" if user.registered else "guest",
+            len(user.sessions),
+        )
         peer.deliver(self._welcome(user, partners, conversations, token, f.ref))
         peer.begin_replay()
         last = 0
@@ -249,13 +261,20 @@ class SessionRules:
             raise
         if not right:
             self.throttle.failed(attempt)
-            log.info("failed login for %s from %s", key, peer.peer_ip)
+            log.info("login failed: %s from %s: wrong password", key, peer.peer_ip)
+            metrics.LOGIN_FAILURES.inc()
             raise RequestError(ErrorCode.AUTH_FAILED, "wrong password")
         self.throttle.succeeded(attempt)
 
     async def _register(self, peer: Peer, key: str, nick: str, password: str) -> User:
         if not password:
             raise RequestError(ErrorCode.BAD_REQUEST, "member 'password': must not be empty")
+        if self.ctx.config.registration == "closed" and key not in self.ctx.admins:
+            log.info("registration refused: %s from %s: closed", nick, peer.peer_ip)
+            raise RequestError(
+                ErrorCode.REGISTRATION_CLOSED,
+                "registration is closed: ask an administrator for an account",
+            )
         wait = self.registrations.blocked_for(peer.peer_ip)
         if wait:
             raise RequestError(
@@ -303,6 +322,7 @@ class SessionRules:
             invites=tuple(InviteInfo(room=room.name, by=inv.by) for room, inv in invites),
             conversations=tuple(conversations),
             last_id=ctx.last_id,
+            admin=ctx.is_admin(user),
             resume=token,
         )
         return frame_bytes(
@@ -375,7 +395,13 @@ class SessionRules:
         ctx = self.ctx
         ctx.files.session_ended(peer)
         user = peer.user
-        if user is None or not ctx.hub.detach(user, peer):
+        if user is None:
+            return
+        last = ctx.hub.detach(user, peer)
+        log.info(
+            "logout: %s from %s (%d sessions left)", user.nick, peer.peer_ip, len(user.sessions)
+        )
+        if not last:
             return
         if user.registered:
             self._dirty.discard(user.key)
@@ -409,12 +435,19 @@ class SessionRules:
 
 
 def room_info(room: Room) -> RoomInfo:
-    return RoomInfo(room=room.name, members=room.member_names(), public=room.public)
+    return RoomInfo(
+        room=room.name,
+        members=room.member_names(),
+        public=room.public,
+        owner=room.owner,
+        topic=room.topic,
+    )
 
 
 def public_info(ctx: Context) -> list[PublicRoomInfo]:
     return [
-        PublicRoomInfo(room=r.name, members=len(r.members)) for r in ctx.registry.public_rooms()
+        PublicRoomInfo(room=r.name, members=len(r.members), topic=r.topic)
+        for r in ctx.registry.public_rooms()
     ]
 
 

@@ -323,14 +323,24 @@ class MainScreen(FileActions):
         online[fold(self.state.me)] = True
         room = pane.address[1:]
         pane.member_list.show(
-            self.state.members_of(room), online, self.state.me, self.state.invited_to(room)
+            self.state.members_of(room),
+            online,
+            self.state.me,
+            self.state.invited_to(room),
+            owner=self.state.owner_of(room),
         )
+        pane.show_topic(self.state.topic_of(room))
 
     def members_changed(self, room: str) -> None:
         pane = self.pane_for(room_address(room))
         if pane is not None:
             self._show_members(pane)
         self.refresh_sidebar()
+
+    def topic_changed(self, room: str) -> None:
+        pane = self.pane_for(room_address(room))
+        if pane is not None:
+            pane.show_topic(self.state.topic_of(room))
 
     def presence_changed(self) -> None:
         for pane in self._panes.values():
@@ -528,6 +538,18 @@ class MainScreen(FileActions):
                     self._warn("/leave works in a group pane (or /leave ROOM).")
                 else:
                     self.chat.request_leave(target)
+            case commands.Topic(text=text):
+                room = self.current_room
+                if room is None:
+                    self.notify("/topic works in a group pane.", severity="warning", markup=False)
+                else:
+                    self.chat.request_topic(room, text)
+            case commands.Kick(nick=nick, reason=reason):
+                room = self.current_room
+                if room is None:
+                    self.notify("/kick works in a group pane.", severity="warning", markup=False)
+                else:
+                    self.chat.request_kick(room, nick, reason)
             case commands.Whois(nick=nick):
                 self.run_worker(self._whois(nick), group="ui")
             case commands.Names():
@@ -707,6 +729,46 @@ class MainScreen(FileActions):
 
         pending = self.state.invited_to(room)
         self.app.push_screen(InviteDialog(room, candidates, pending=pending), answered)
+
+    def action_topic(self) -> None:
+        room = self.current_room
+        if room is None:
+            self.notify("Set a topic from a group pane.", severity="warning", markup=False)
+            return
+
+        async def answered(text: str | None) -> None:
+            if text and room is not None:
+                self.chat.request_topic(room, text)
+
+        self.app.push_screen(
+            PromptDialog(
+                f"Topic of #{room}",
+                placeholder=self.state.topic_of(room) or "topic",
+                hint="Every member sees it above the conversation (`/topic` alone clears it).",
+            ),
+            answered,
+        )
+
+    def action_kick(self) -> None:
+        room = self.current_room
+        if room is None:
+            self.notify("Kick from a group pane.", severity="warning", markup=False)
+            return
+        others = [m for m in self.state.members_of(room) if not self.state.is_me(m)]
+
+        async def answered(text: str | None) -> None:
+            if text:
+                await self._run_text(f"/kick {text}")
+
+        self.app.push_screen(
+            PromptDialog(
+                f"Remove from #{room}",
+                placeholder="NICK [REASON]",
+                suggestions=others,
+                hint="Only the group's owner (or a server administrator) may.",
+            ),
+            answered,
+        )
 
     def action_join(self) -> None:
         async def answered(room: str | None) -> None:

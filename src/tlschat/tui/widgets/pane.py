@@ -43,12 +43,16 @@ class MemberList(OptionList):
         online: dict[str, bool],
         me: str,
         pending: Iterable[str] = (),
+        owner: str | None = None,
     ) -> None:
-        """Members, online first; then `pending`: invited, not answered yet (dimmed)."""
+        """Members, online first (the owner marked); then `pending`: invited, not answered yet
+        (dimmed)."""
         names = sorted(members, key=lambda n: (not online.get(n.casefold(), False), n.casefold()))
         options = []
         for nick in names:
             label = Content.assemble(presence_dot(online.get(nick.casefold(), False)), " ", nick)
+            if owner is not None and nick.casefold() == owner.casefold():
+                label = label.append(Content.styled(" (owner)", "$text-accent"))
             if nick.casefold() == me.casefold():
                 label = label.append(Content.styled(" (you)", "$text-muted"))
             options.append(Option(label, id=pane_id("member", nick)))
@@ -77,11 +81,21 @@ class ConversationPane(TabPane):
         self.is_group = address.startswith("#")
         self.log_view = MessageLog(address, me=me, tz=tz)
         self.member_list = MemberList(classes="members") if self.is_group else None
+        self.topic_line = Static("", classes="topic") if self.is_group else None
 
         self.new_below = Static("", classes="new-below")
         """"N new messages below": shown while the user is scrolled up and messages arrive."""
 
+    def show_topic(self, topic: str) -> None:
+        """The group's topic above its log (literal text); hidden while there is none."""
+        if self.topic_line is not None:
+            self.topic_line.update(Content(f"Topic: {topic}") if topic else Content(""))
+            self.topic_line.display = bool(topic)
+
     def compose(self) -> ComposeResult:
+        if self.topic_line is not None:
+            self.topic_line.display = False
+            yield self.topic_line
         with Horizontal(classes="conversation-body"):
             with Vertical(classes="log-column"):
                 yield self.log_view
