@@ -134,6 +134,16 @@ class HistoryLoaded(Message):
         self.failed = failed
 
 
+class ReadElsewhere(Message):
+    """Another session of ours moved a read marker (PROTOCOL.md "Conversations and read
+    markers"): `address` is read up to message `id`."""
+
+    def __init__(self, address: str, id: int) -> None:
+        super().__init__()
+        self.address = address
+        self.id = id
+
+
 class ConversationWanted(Message):
     """Open (and show) the pane of `@nick` or `#room`, e.g. after a request succeeded."""
 
@@ -162,6 +172,8 @@ def translate(frame: object) -> Message | None:
             return PublicRoomChanged(room, count)
         case protocol.Left(room=room):
             return RoomLeft(room)
+        case protocol.Read(with_=address, id=message_id):
+            return ReadElsewhere(address, message_id)
         case protocol.Bye(reason=reason):
             return ServerSaidBye(reason)
         case protocol.Welcome():
