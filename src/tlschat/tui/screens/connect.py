@@ -17,7 +17,6 @@ from textual.widgets import Button, Footer, Input, Label, Static
 from tlschat.address import AddressError, format_hostport, parse_hostport
 from tlschat.protocol import is_valid_name
 
-
 GUEST_HINT = "No password: a guest; your nick is kept for 10 minutes after you leave."
 """What a guest is (PROTOCOL.md "Session" -> Guests: the hold, 600 s by default)."""
 

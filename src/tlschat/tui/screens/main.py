@@ -291,6 +291,8 @@ class MainScreen(FileActions):
             pane.log_view.older_failed()
         else:
             pane.log_view.add_older(messages, more)
+            if messages:
+                self.state.saw(pane.address, max(m.id for m in messages))
             if self.in_view(pane.address):
                 self.read_soon()
 
@@ -334,17 +336,17 @@ class MainScreen(FileActions):
         """Another session of ours read `address` up to `message_id`: so did we."""
         self.state.set_read(address, message_id)
         pane = self.pane_for(address)
-        if pane is not None:
-            left = pane.log_view.count_after(message_id)
+        if message_id >= self.state.recency(address):
+            self.state.clear_unread(address)
+        elif pane is not None and pane.log_view.newest_id >= self.state.recency(address):
+            # The pane shows the newest messages: count those still unread.
+            left = min(pane.log_view.count_after(message_id), self.state.unread_for(address))
             if left:
-                self.state.unread[conversation_key(address)] = min(
-                    left, self.state.unread_for(address) or left
-                )
+                self.state.unread[conversation_key(address)] = left
             else:
                 self.state.clear_unread(address)
+        if pane is not None:
             self._show_unread(address)
-        elif message_id >= self.state.recency(address):
-            self.state.clear_unread(address)
         self.refresh_sidebar()
 
     def user_gone(self, nick: str) -> None:
