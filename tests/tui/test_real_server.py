@@ -345,3 +345,20 @@ async def test_guest_restarted_within_the_hold_is_back_in_its_group(
         # The welcome brought a new token, kept in place of the old one.
         assert tokens.load("127.0.0.1", server.port, "gus") not in (None, token)
         await app.action_quit()
+
+
+async def test_read_in_another_session_clears_the_count(
+    server: Any, client_ctx: ssl.SSLContext, peer: PeerFactory
+) -> None:
+    """bob reads @alice in another terminal: the unread count in this one goes too."""
+    alice = await peer("alice")
+    app, _ = tui(server, client_ctx)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        await screen.open_conversation("#nowhere", activate=True)  # a pane that is not @alice
+        await alice.client.send_message("@bob", "one")
+        last = await alice.client.send_message("@bob", "two")
+        await wait_for(pilot, lambda: screen.state.unread_for("@alice") == 2, "two unread")
+        other = await peer("bob")  # the same user, another session
+        await other.client.mark_read("@alice", last.id)
+        await wait_for(pilot, lambda: screen.state.unread_for("@alice") == 0, "cleared")
