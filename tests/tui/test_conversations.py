@@ -160,11 +160,14 @@ async def test_read_in_another_session_clears_the_count() -> None:
         screen.tabs.active = alice.id or ""
         await loaded(pilot, screen, "@alice")
         screen.tabs.active = team.id or ""
+        await wait_for(pilot, lambda: alice.log_view.unread_after is None, "left @alice")
         client.receive("alice", "@bob", "are you there?")  # 9
         client.receive("alice", "@bob", "hello?")  # 10
         await wait_for(pilot, lambda: screen.state.unread_for("@alice") == 2, "two new")
+        await wait_for(pilot, lambda: alice.log_view.unread_after == 8, "the line above 9")
         client.push(protocol.Read(with_="@alice", id=9))
         await wait_for(pilot, lambda: screen.state.unread_for("@alice") == 1, "one left")
+        assert alice.log_view.unread_after == 9  # what was read over there is above the line
         client.push(protocol.Read(with_="@alice", id=10))
         await wait_for(pilot, lambda: screen.state.unread_for("@alice") == 0, "none left")
         rows = sidebar_rows(screen)

@@ -346,6 +346,9 @@ class MainScreen(FileActions):
             else:
                 self.state.clear_unread(address)
         if pane is not None:
+            marker = pane.log_view.unread_after
+            if marker is not None and marker < message_id and not self.in_view(address):
+                pane.log_view.set_unread_after(message_id)  # those were read over there
             self._show_unread(address)
         self.refresh_sidebar()
 
