@@ -35,6 +35,8 @@ class FakeClient:
         ask: Callable[[str, int, str], Awaitable[bool]] | None = None,
         fingerprint: str = ":".join(["AB"] * 32),
         last_seen: int | None = None,
+        conversations: Iterable[tuple[str, int, int, int]] = (),
+        resume: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -67,7 +69,14 @@ class FakeClient:
             public_rooms=tuple(protocol.PublicRoomInfo(room=r, members=c) for r, c in public_rooms),
             invites=tuple(protocol.InviteInfo(room=r, by=b) for r, b in invites),
             last_id=0,
+            conversations=tuple(
+                protocol.ConversationInfo(with_=w, last_id=last, read=read, unread=unread)
+                for w, last, read, unread in conversations
+            ),
+            resume=resume,
         )
+        self.read: dict[str, int] = {}
+        """Read markers the TUI sent, by folded address (`mark_read`)."""
         self.files: dict[str, bytes] = {}
         self.metas: dict[str, protocol.FileMeta] = {}
         self.upload_gate: asyncio.Event | None = None
@@ -223,6 +232,15 @@ class FakeClient:
         ]
         page = messages[-limit:]
         return protocol.History(with_=with_, messages=tuple(page), more=len(messages) > len(page))
+
+    async def conversations(self) -> protocol.Conversations:
+        self._record("conversations")
+        return protocol.Conversations(conversations=self.welcome.conversations)
+
+    async def mark_read(self, with_: str, message_id: int) -> None:
+        self._record("mark_read", with_, message_id)
+        key = with_.casefold()
+        self.read[key] = max(self.read.get(key, 0), message_id)
 
     async def create_room(
         self, room: str, *, public: bool = False, invite: Sequence[str] = ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,9 @@ from textual.pilot import Pilot
 from tests.tui.helpers import RecordingApp, log_of, main_screen, make_app, sidebar_rows, wait_for
 from tlschat import protocol
 from tlschat.client import Backoff, ChatClient, StateChanged
+from tlschat.client.guest_tokens import GuestTokens
+from tlschat.tui.app import AskTrust, ChatClientLike, guest_aware_client
+from tlschat.tui.screens.connect import ConnectParams
 from tlschat.tui.screens.main import MainScreen
 from tlschat.tui.widgets.composer import Composer
 from tlschat.tui.widgets.invitation_bar import InvitationBar
@@ -293,3 +297,68 @@ async def test_server_restart_under_the_tui_shows_every_message_once(
         assert texts == [f"before {n}" for n in range(5)] + [f"after {n}" for n in range(5)]
         assert any(isinstance(e, StateChanged) for e in alice.events)
         assert client.state == "connected"
+
+
+async def test_guest_restarted_within_the_hold_is_back_in_its_group(
+    server: Any, client_ctx: ssl.SSLContext, peer: PeerFactory, tmp_path: Path
+) -> None:
+    """The TUI keeps the guest's resume token on disk; a new app within the hold uses it."""
+    tokens = GuestTokens(tmp_path / "state" / "guest_tokens.json")
+
+    def factory(params: ConnectParams, ask: AskTrust) -> ChatClientLike:
+        return guest_aware_client(params, tokens=tokens, ssl_context=client_ctx, backoff=FAST)
+
+    def guest_app() -> Any:
+        return make_app(client_factory=factory, host="127.0.0.1", port=server.port, nick="gus")
+
+    alice = await peer("alice")
+    app = guest_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        app.request_create("team", ["alice"])
+        await wait_for(pilot, lambda: alice.frames(protocol.Invited), "alice invited")
+        await alice.client.accept("team")
+        await wait_for(pilot, lambda: len(screen.state.members_of("team")) == 2, "alice in")
+        await app.action_quit()
+    token = tokens.load("127.0.0.1", server.port, "gus")
+    assert token  # kept on disk, for this server and nick
+    assert (tokens.path.stat().st_mode & 0o777) == 0o600
+
+    # While gus is away: a message to the group (kept for the held guest).
+    await alice.client.send_message("#team", "while you were away")
+
+    app = guest_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        assert screen.state.me == "gus"
+        assert screen.state.is_member("team")
+        # The group comes back as a pane with its unread message.
+        await wait_for(pilot, lambda: screen.pane_for("#team") is not None, "the #team pane")
+        pane = screen.pane_for("#team")
+        assert pane is not None
+        await wait_for(
+            pilot,
+            lambda: any("while you were away" in x for x in pane.log_view.plain_lines),
+            "the message",
+        )
+        assert any("unread" in x and "─" in x for x in pane.log_view.plain_lines)
+        # The welcome brought a new token, kept in place of the old one.
+        assert tokens.load("127.0.0.1", server.port, "gus") not in (None, token)
+        await app.action_quit()
+
+
+async def test_read_in_another_session_clears_the_count(
+    server: Any, client_ctx: ssl.SSLContext, peer: PeerFactory
+) -> None:
+    """bob reads @alice in another terminal: the unread count in this one goes too."""
+    alice = await peer("alice")
+    app, _ = tui(server, client_ctx)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        await screen.open_conversation("#nowhere", activate=True)  # a pane that is not @alice
+        await alice.client.send_message("@bob", "one")
+        last = await alice.client.send_message("@bob", "two")
+        await wait_for(pilot, lambda: screen.state.unread_for("@alice") == 2, "two unread")
+        other = await peer("bob")  # the same user, another session
+        await other.client.mark_read("@alice", last.id)
+        await wait_for(pilot, lambda: screen.state.unread_for("@alice") == 0, "cleared")

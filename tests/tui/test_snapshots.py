@@ -259,3 +259,26 @@ def test_members_overlay_with_pending_invitations_at_60x20(snap_compare: SnapCom
         await pilot.pause()
 
     assert snap_compare(app_for(client), terminal_size=(60, 20), run_before=run_before)
+
+
+@pytest.mark.parametrize("sidebar", [False, True], ids=["tabs", "sidebar"])
+def test_restored_conversations_with_unread_counts_at_80x24(
+    snap_compare: SnapCompare, sidebar: bool
+) -> None:
+    """After a restart: the panes with unread messages are back, with their counts, and the
+    one shown has its unread line; ctrl+b shows the sidebar, most recent first."""
+    from tests.tui.test_conversations import restarted_client
+
+    client = restarted_client()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle_log(pilot, "#team")
+        screen = await main_screen(pilot)
+        await wait_for(pilot, lambda: screen.pane_for("@alice") is not None, "@alice")
+        await wait_for(pilot, lambda: client.calls_to("mark_read"), "the marker")
+        if sidebar:
+            await pilot.press("ctrl+b")
+            await wait_for(pilot, lambda: screen.sidebar.region.width > 0, "the overlay")
+        await pilot.pause()
+
+    assert snap_compare(app_for(client), terminal_size=(80, 24), run_before=run_before)

@@ -56,6 +56,7 @@ from tlschat.protocol import (
     Ping,
     Presence,
     ProtocolError,
+    Read,
     ReadRequest,
     Request,
     RequestFailed,
@@ -192,7 +193,7 @@ Event: TypeAlias = ServerFrame | StateChanged
 Progress: TypeAlias = Callable[[int, int], None]
 """`progress(done, total)`: bytes of a transfer so far, called from the event loop."""
 
-_PUSHED = (Message, Presence, Invited, Joined, Members, Declined, RoomEvent, Left, Bye)
+_PUSHED = (Message, Presence, Invited, Joined, Members, Declined, RoomEvent, Left, Bye, Read)
 """Frames that go to `events()` (besides a reconnect's Welcome), even when they answer a request."""
 
 _F = TypeVar("_F")
@@ -380,9 +381,10 @@ class ChatClient:
         """Pushed frames, state-changing replies and StateChanged, in order, until closed.
 
         Yields Message (own echoes included, never an id twice), Presence, Invited, Joined,
-        Members, Declined, RoomEvent, Left, Bye, a fresh Welcome after each reconnect, and
-        StateChanged. Pure replies (ok, error, pong, history, rooms, users, uploads and
-        downloads) go only to the request that awaits them. Meant for one consumer.
+        Members, Declined, RoomEvent, Left, Bye, Read (another session of the user moved a read
+        marker), a fresh Welcome after each reconnect, and StateChanged. Pure replies (ok, error,
+        pong, history, rooms, users, uploads and downloads) go only to the request that awaits
+        them. Meant for one consumer.
         """
         while True:
             item = await self._queue.get()

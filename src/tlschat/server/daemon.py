@@ -275,6 +275,15 @@ class ChatServer:
             self._evicted += 1
             self._log_refusal(ip, "max_unauth: closed the longest-waiting connection")
 
+    def connection_states(self) -> dict[str, int]:
+        """Open connections by state: in the TLS handshake, not logged in yet, logged in."""
+        not_logged_in = sum(1 for session in self._sessions if session.user is None)
+        return {
+            "handshake": max(0, self._waiting_count - not_logged_in),
+            "not_logged_in": not_logged_in,
+            "logged_in": len(self._sessions) - not_logged_in,
+        }
+
     def _forget_waiting(self, ip: str, task: asyncio.Task[None]) -> Callable[[], None] | None:
         queue = self._waiting.get(ip)
         drop = queue.pop(task, None) if queue is not None else None

@@ -123,12 +123,8 @@ class ServerCollector(Collector):
         connections = GaugeMetricFamily(
             "tlschat_connections", "Open connections, by state.", labels=["state"]
         )
-        handshaking = len(server._handshaking)
-        awaiting = len(server._awaiting_hello)
-        logged_in = sum(1 for session in server._sessions if session.user is not None)
-        connections.add_metric(["handshake"], handshaking)
-        connections.add_metric(["not_logged_in"], awaiting)
-        connections.add_metric(["logged_in"], logged_in)
+        for state, count in server.connection_states().items():
+            connections.add_metric([state], count)
         yield connections
         yield GaugeMetricFamily(
             "tlschat_sessions", "Logged-in sessions.", value=sum(1 for _ in server.hub.sessions())

@@ -19,9 +19,10 @@ from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
 from tlschat import protocol
-from tlschat.client import ConnectionState, StateChanged, TrustError, attachments
+from tlschat.client import ChatClient, ConnectionState, StateChanged, TrustError, attachments
 from tlschat.client.cache import FileCache
 from tlschat.client.errors_text import Context, explain, explain_detail, explain_failure
+from tlschat.client.guest_tokens import GuestTokens
 from tlschat.client.settings import ClientSettings
 from tlschat.tui import images
 from tlschat.tui.messages import (
@@ -34,6 +35,7 @@ from tlschat.tui.messages import (
     MessageReceived,
     PresenceChanged,
     PublicRoomChanged,
+    ReadElsewhere,
     RoomJoined,
     RoomLeft,
     ServerSaidBye,
@@ -43,7 +45,7 @@ from tlschat.tui.messages import (
 )
 from tlschat.tui.palette import ChatCommands
 from tlschat.tui.screens.connect import ConnectParams, ConnectScreen
-from tlschat.tui.screens.main import MainScreen
+from tlschat.tui.screens.main import GONE, MainScreen
 from tlschat.tui.screens.trust import HostChangedScreen, TrustDialog
 from tlschat.tui.state import ChatState, Invitation, dm_address, fold, room_address
 
@@ -92,6 +94,7 @@ class ChatClientLike(Protocol):
     async def leave(self, room: str) -> protocol.Left: ...
     async def set_topic(self, room: str, topic: str) -> protocol.TopicEvent: ...
     async def kick(self, room: str, nick: str, reason: str | None = None) -> None: ...
+    async def mark_read(self, with_: str, message_id: int) -> None: ...
 
 
 ClientFactory = Callable[[ConnectParams, AskTrust], ChatClientLike]
@@ -369,6 +372,7 @@ class ChatApp(App[int]):
     @on(Welcomed)
     async def _welcomed_event(self, event: Welcomed) -> None:
         fresh = self.state.apply_welcome(event.welcome)
+        unread = self.state.apply_conversations(event.welcome.conversations)
         self.limits = event.welcome.limits
         self._welcomed = True
         if self.main is None:
@@ -379,6 +383,9 @@ class ChatApp(App[int]):
             await self.main.ready.wait()
         else:
             self.main.welcomed()
+        # Conversations come back: the ones with unread messages reopen (their history loads
+        # as the panes are shown); the replay that follows is not counted twice.
+        await self.main.restore(unread)
         self._show_status(state=str(ConnectionState.CONNECTED))
         for invitation in fresh:
             self._queue_invitation(invitation)
@@ -416,8 +423,17 @@ class ChatApp(App[int]):
     @on(PresenceChanged)
     def _presence(self, event: PresenceChanged) -> None:
         self.state.set_online(event.nick, event.online, event.gone)
-        if self.main is not None:
+        if self.main is None:
+            return
+        if event.gone:
+            self.main.user_gone(event.nick)
+        else:
             self.main.presence_changed()
+
+    @on(ReadElsewhere)
+    def _read_elsewhere(self, event: ReadElsewhere) -> None:
+        if self.main is not None:
+            self.main.read_elsewhere(event.address, event.id)
 
     # --- alerts: bell and desktop notification -------------------------------------------------
 
@@ -604,8 +620,25 @@ class ChatApp(App[int]):
             raise
         return True
 
+    def request_mark_read(self, address: str, message_id: int) -> None:
+        """Move our read marker of `address` to `message_id` (the newest message shown)."""
+        client = self._client()
+
+        async def mark() -> None:
+            await client.mark_read(address, message_id)
+
+        self._request(mark(), f"mark {address} read", Context())
+
     def request_send(self, to: str, text: str) -> None:
         client = self._client()
+        if to.startswith("@") and self.state.is_gone(to[1:]) and not self.state.knows(to[1:]):
+            # Not `no_such_user`: say what happened to them.
+            text_gone = GONE.format(nick=to[1:])
+            if self.main is not None and self.main.pane_for(to) is not None:
+                self.main.add_notice(to, f"Not sent: {text_gone}")
+            else:
+                self.notify(f"Not sent: {text_gone}", severity="warning", markup=False)
+            return
 
         async def send() -> None:
             await client.send_message(to, text)  # the echo arrives through events()
@@ -782,6 +815,33 @@ def alt_digits_as_alt() -> None:
         table.pop(f"\x1b{digit}", None)
 
 
+def guest_aware_client(
+    params: ConnectParams, *, tokens: GuestTokens | None = None, **options: Any
+) -> ChatClient:
+    """A ChatClient for the connect screen's parameters. A guest (no password) sends the resume
+    token kept on disk for this server and nick, and keeps each new one there (0600), so that
+    restarting the TUI within the guest hold is the same guest again, with its groups."""
+    guest = not params.password
+    store = (tokens or GuestTokens()) if guest else None
+
+    def keep(token: str) -> None:
+        if store is not None:
+            with contextlib.suppress(OSError):
+                store.save(params.host, params.port, params.nick, token)
+
+    resume = store.load(params.host, params.port, params.nick) if store is not None else None
+    return ChatClient(
+        params.host,
+        params.port,
+        params.nick,
+        password=params.password,
+        last_seen=params.last_seen,
+        resume=resume,
+        on_resume=keep,
+        **options,
+    )
+
+
 def run_tui(
     *,
     host: str | None,
@@ -796,7 +856,7 @@ def run_tui(
     What the command line leaves out comes from the config file (`settings`): with neither,
     the connect screen asks.
     """
-    from tlschat.client import ChatClient, Trust
+    from tlschat.client import Trust
 
     settings = settings or ClientSettings()
     if host is None and settings.host is not None:
@@ -805,14 +865,7 @@ def run_tui(
     cafile = cafile or settings.cafile
 
     def factory(params: ConnectParams, ask: AskTrust) -> ChatClientLike:
-        return ChatClient(
-            params.host,
-            params.port,
-            params.nick,
-            password=params.password,
-            trust=Trust(cafile=cafile, ask=ask),
-            last_seen=params.last_seen,
-        )
+        return guest_aware_client(params, trust=Trust(cafile=cafile, ask=ask))
 
     # textual-image asks the terminal what it can draw; only possible before Textual starts.
     terminal = images.detect()

@@ -161,6 +161,16 @@ class HistoryLoaded(Message):
         self.failed = failed
 
 
+class ReadElsewhere(Message):
+    """Another session of ours moved a read marker (PROTOCOL.md "Conversations and read
+    markers"): `address` is read up to message `id`."""
+
+    def __init__(self, address: str, id: int) -> None:
+        super().__init__()
+        self.address = address
+        self.id = id
+
+
 class ConversationWanted(Message):
     """Open (and show) the pane of `@nick` or `#room`, e.g. after a request succeeded."""
 
@@ -191,6 +201,8 @@ def translate(frame: object) -> Message | None:
             return PublicRoomChanged(room, count)
         case protocol.Left(room=room, by=by, reason=reason):
             return RoomLeft(room, by, reason)
+        case protocol.Read(with_=address, id=message_id):
+            return ReadElsewhere(address, message_id)
         case protocol.Bye(reason=reason):
             return ServerSaidBye(reason)
         case protocol.Welcome():

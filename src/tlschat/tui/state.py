@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tlschat.protocol import Message, Welcome
+from tlschat.protocol import ConversationInfo, Message, Welcome
 
 
 def fold(name: str) -> str:
@@ -77,6 +77,17 @@ class ChatState:
     """Pending invitations, by folded room name."""
     unread: dict[str, int] = field(default_factory=dict)
     """Unread message counts by conversation key."""
+    read: dict[str, int] = field(default_factory=dict)
+    """Our read marker of each conversation (PROTOCOL.md "Conversations and read markers"):
+    the id of the newest message read, by conversation key; it never moves back."""
+    last_ids: dict[str, int] = field(default_factory=dict)
+    """The newest message id of each conversation we know of: sorts the sidebar, most recent
+    first."""
+    counted_until: dict[str, int] = field(default_factory=dict)
+    """Per conversation, the `last_id` of `welcome.conversations`: its `unread` already counts
+    the messages up to it, so their replay does not count them again."""
+    gone: set[str] = field(default_factory=set)
+    """Folded nicks of guests whose hold ended (`presence` with `gone`): their DM panes say so."""
     replayed_until: int = 0
     """`welcome.last_id`: messages up to it are the replay of what came while we were away,
     counted unread but never rung for (a bell per old message would be a storm)."""
@@ -148,7 +159,14 @@ class ChatState:
         """
         key = fold(nick)
         user = self.users.get(key)
-        if gone or (not online and not self.keeps(nick)):
+        if gone:
+            self.users.pop(key, None)
+            self.gone.add(key)
+            self.unread.pop(conversation_key(dm_address(nick)), None)
+            return False
+        if online:
+            self.gone.discard(key)  # a new guest of that nick, or a registered user
+        if not online and not self.keeps(nick):
             self.users.pop(key, None)
             return False
         if user is None:
@@ -319,6 +337,52 @@ class ChatState:
         key = conversation_key(address)
         self.unread[key] = self.unread.get(key, 0) + 1
         return self.unread[key]
+
+    def apply_conversations(self, conversations: Iterable[ConversationInfo]) -> list[str]:
+        """Take `welcome.conversations` (or a `conversations` reply): read markers, unread
+        counts, recency. Return the addresses with unread messages, most recent first."""
+        unread: list[str] = []
+        for info in conversations:
+            address = info.with_
+            key = conversation_key(address)
+            self.read[key] = max(self.read.get(key, 0), info.read)
+            self.last_ids[key] = max(self.last_ids.get(key, 0), info.last_id)
+            self.counted_until[key] = info.last_id
+            if info.unread:
+                self.unread[key] = info.unread
+                unread.append(address)
+            else:
+                self.unread.pop(key, None)
+            if address.startswith("@") and not self.is_me(address[1:]):
+                self.note_user(address[1:], known=True)
+        return unread
+
+    def counts_as_unread(self, address: str, message: Message) -> bool:
+        """Whether `message` adds to the unread count (not when welcome's count had it)."""
+        key = conversation_key(address)
+        return message.id > max(self.counted_until.get(key, 0), self.read.get(key, 0))
+
+    def saw(self, address: str, message_id: int) -> None:
+        """A message of `address` arrived: the conversation is this recent."""
+        key = conversation_key(address)
+        self.last_ids[key] = max(self.last_ids.get(key, 0), message_id)
+
+    def recency(self, address: str) -> int:
+        return self.last_ids.get(conversation_key(address), 0)
+
+    def read_marker(self, address: str) -> int:
+        return self.read.get(conversation_key(address), 0)
+
+    def set_read(self, address: str, message_id: int) -> bool:
+        """Move our read marker (never back); True if it moved."""
+        key = conversation_key(address)
+        if message_id <= self.read.get(key, 0):
+            return False
+        self.read[key] = message_id
+        return True
+
+    def is_gone(self, nick: str) -> bool:
+        return fold(nick) in self.gone
 
     def clear_unread(self, address: str) -> None:
         self.unread.pop(conversation_key(address), None)

@@ -17,6 +17,9 @@ from textual.widgets import Button, Footer, Input, Label, Static
 from tlschat.address import AddressError, format_hostport, parse_hostport
 from tlschat.protocol import is_valid_name
 
+GUEST_HINT = "No password: a guest; your nick is kept for 10 minutes after you leave."
+"""What a guest is (PROTOCOL.md "Session" -> Guests: the hold, 600 s by default)."""
+
 
 @dataclass(frozen=True)
 class ConnectParams:
@@ -68,8 +71,9 @@ class ConnectScreen(Screen[None]):
             yield Input(
                 self.initial_nick, placeholder="your nick", id="connect-nick", max_length=32
             )
-            yield Label("Password (empty: guest)", classes="connect-label")
+            yield Label("Password", classes="connect-label")
             yield Input(self.initial_password, password=True, id="connect-password")
+            yield Static(GUEST_HINT, id="connect-guest-hint", classes="connect-label")
             yield Static("", id="connect-error")
             # Compact (one row): with an error shown, everything still fits in 80×24.
             yield Button("Connect", id="connect-button", variant="primary", compact=True)

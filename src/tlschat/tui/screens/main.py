@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, Tabs
 
 from tlschat import protocol
@@ -55,6 +56,13 @@ PLACEHOLDER = (
     "/join ROOM.  /help lists everything."
 )
 
+
+GONE = "{nick} has left: guests are kept 10 minutes after they leave."
+"""What a DM pane says when its guest's hold ended (`presence` with `gone`)."""
+
+READ_DELAY = 0.3
+"""Seconds the read marker waits after the pane is shown or a message arrives in view: a burst
+(history, then the replay) moves it once, to the newest message."""
 
 NARROW = 100
 """Below this many columns the sidebar and member list fold away."""
@@ -102,6 +110,10 @@ class MainScreen(FileActions):
         self._pane_ready: dict[str, asyncio.Event] = {}
         self.ready = asyncio.Event()
         """Set once mounted: everything below waits for it before touching widgets."""
+        self._viewing: str | None = None
+        """The key of the conversation whose tab was last shown (its unread line goes when the
+        user moves to another tab)."""
+        self._read_timer: Timer | None = None
 
     @property
     def chat(self) -> ChatApp:
@@ -127,7 +139,12 @@ class MainScreen(FileActions):
         self._update_placeholder()
         self.refresh_sidebar()
         self.composer.focus()
+        self.watch(self.app, "app_focus", self._app_focus_changed, init=False)
         self.ready.set()
+
+    def _app_focus_changed(self, focused: bool) -> None:
+        if focused:
+            self.read_soon()
 
     def on_resize(self, event: events.Resize) -> None:
         # Below 100 columns the sidebar and the member list fold away (ctrl+b / alt+m show them
@@ -223,13 +240,26 @@ class MainScreen(FileActions):
         alert (bell, desktop notification) on a DM or a mention that is not in view."""
         address = self.state.conversation_of(message)
         pane = await self.open_conversation(address, activate=False)
+        self.state.saw(pane.address, message.id)
         added = pane.log_view.add_messages([message])
         if not added or self.state.is_me(message.from_):
+            if added:
+                self.refresh_sidebar()  # recency
             return
         in_view = self.in_view(pane.address)
+        if in_view:
+            self.read_soon()
+        elif pane.log_view.unread_after is None:
+            # Unread messages start here: the line stays until the user has seen them.
+            pane.log_view.set_unread_after(
+                max(self.state.read_marker(pane.address), message.id - 1)
+            )
         if self.tabs.active != pane.id:
-            self.state.mark_unread(pane.address)
+            if self.state.counts_as_unread(pane.address, message):
+                self.state.mark_unread(pane.address)
             self._show_unread(pane.address)
+        else:
+            self.refresh_sidebar()  # recency
         direct = address.startswith("@")
         fresh = message.id > self.state.replayed_until
         if fresh and not in_view and (direct or self.state.mentions_me(message.text)):
@@ -261,6 +291,74 @@ class MainScreen(FileActions):
             pane.log_view.older_failed()
         else:
             pane.log_view.add_older(messages, more)
+            if messages:
+                self.state.saw(pane.address, max(m.id for m in messages))
+            if self.in_view(pane.address):
+                self.read_soon()
+
+    # --- conversations that come back, read markers --------------------------------------------
+
+    async def restore(self, unread: list[str]) -> None:
+        """After `welcome`: reopen the conversations with unread messages (most recent first),
+        each with its unread line at the read marker it had."""
+        for address in unread:
+            if self.pane_for(address) is not None:
+                continue
+            pane = await self.open_conversation(address, activate=False)
+            pane.log_view.set_unread_after(self.state.read_marker(address))
+        current = self.current_address
+        if current is not None:
+            self.state.clear_unread(current)
+        for pane in self._panes.values():
+            self._show_unread(pane.address)
+        self.refresh_sidebar()
+        self.read_soon()
+
+    def read_soon(self) -> None:
+        """Move the read marker of the pane in view, once things settle (debounced)."""
+        if self._read_timer is not None:
+            self._read_timer.stop()
+        self._read_timer = self.set_timer(READ_DELAY, self._mark_current_read)
+
+    def _mark_current_read(self) -> None:
+        self._read_timer = None
+        address = self.current_address
+        if address is None or not self.in_view(address):
+            return
+        pane = self.pane_for(address)
+        if pane is None:
+            return
+        newest = pane.log_view.newest_id
+        if newest and self.state.set_read(address, newest):
+            self.chat.request_mark_read(address, newest)
+
+    def read_elsewhere(self, address: str, message_id: int) -> None:
+        """Another session of ours read `address` up to `message_id`: so did we."""
+        self.state.set_read(address, message_id)
+        pane = self.pane_for(address)
+        if message_id >= self.state.recency(address):
+            self.state.clear_unread(address)
+        elif pane is not None and pane.log_view.newest_id >= self.state.recency(address):
+            # The pane shows the newest messages: count those still unread.
+            left = min(pane.log_view.count_after(message_id), self.state.unread_for(address))
+            if left:
+                self.state.unread[conversation_key(address)] = left
+            else:
+                self.state.clear_unread(address)
+        if pane is not None:
+            marker = pane.log_view.unread_after
+            if marker is not None and marker < message_id and not self.in_view(address):
+                pane.log_view.set_unread_after(message_id)  # those were read over there
+            self._show_unread(address)
+        self.refresh_sidebar()
+
+    def user_gone(self, nick: str) -> None:
+        """A guest's hold ended: its DM pane says so; the lists drop it."""
+        pane = self.pane_for(dm_address(nick))
+        if pane is not None:
+            self.add_notice(pane.address, GONE.format(nick=pane.address[1:]))
+            self._show_unread(pane.address)
+        self.presence_changed()
 
     def _show_unread(self, address: str) -> None:
         pane = self.pane_for(address)
@@ -289,10 +387,18 @@ class MainScreen(FileActions):
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         address = self.current_address
+        key = conversation_key(address) if address is not None else None
+        if self._viewing is not None and self._viewing != key:
+            # The user saw what was below the unread line and moved on: the line goes.
+            left = self._panes.get(self._viewing)
+            if left is not None:
+                left.log_view.set_unread_after(None)
+        self._viewing = key
         if address is not None:
             self.state.clear_unread(address)
             self._show_unread(address)
             self.composer.switch_to(conversation_key(address))
+            self.read_soon()
         self._update_composer_hint()
         self.refresh_bindings()  # Invite and Leave depend on the pane
         # The active tab is always in view, even after many tabs (or a long name) were added.
@@ -593,6 +699,9 @@ class MainScreen(FileActions):
                 severity="error",
                 markup=False,
             )
+            return
+        if not exists and self.state.is_gone(nick):
+            self.notify(GONE.format(nick=nick), title=f"No @{nick}", markup=False)
             return
         if not exists:
             self.notify(

@@ -91,6 +91,7 @@ class MessageLog(ScrollView, can_focus=True):
         "message-log--button",
         "message-log--mention",
         "message-log--action",
+        "message-log--unread",
     }
 
     DEFAULT_CSS = """
@@ -109,6 +110,7 @@ class MessageLog(ScrollView, can_focus=True):
     MessageLog > .message-log--button { color: $text; background: $primary-muted; text-style: bold; }
     MessageLog > .message-log--mention { color: $text-warning; background: $warning-muted; text-style: bold; }
     MessageLog > .message-log--action { text-style: italic; }
+    MessageLog > .message-log--unread { color: $text-warning; text-style: bold; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -214,6 +216,11 @@ class MessageLog(ScrollView, can_focus=True):
         """Files shown, by id: whether their bytes are here, and their decoded pictures."""
         self.unseen = 0
         """Messages of others that arrived below the view while scrolled up."""
+        self.unread_after: int | None = None
+        """The read marker the pane started with: a line goes above the first message of
+        others newer than it ("where unread messages start"). None: no line."""
+        self._divider_id: int | None = None
+        """The id of the message the line is drawn above (at the last layout)."""
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -248,6 +255,37 @@ class MessageLog(ScrollView, can_focus=True):
         if below and not at_bottom and self._lines and self.max_scroll_y > 0:
             self._set_unseen(self.unseen + len(below))
         return len(fresh)
+
+    def set_unread_after(self, marker: int | None) -> None:
+        """Draw the unread line above the first message of others newer than `marker`."""
+        if marker != self.unread_after:
+            self.unread_after = marker
+            self._relayout()
+
+    @property
+    def divider_id(self) -> int | None:
+        """The message the unread line is above, if one is drawn."""
+        return self._divider_id
+
+    @property
+    def newest_id(self) -> int:
+        """The newest message shown (0: none)."""
+        return self._max_id
+
+    def count_after(self, marker: int) -> int:
+        """Messages of others shown that are newer than `marker`."""
+        return sum(
+            1 for e in self._entries if e.id and e.id > marker and not e.own and not e.notice
+        )
+
+    def _first_unread(self) -> int | None:
+        marker = self.unread_after
+        if marker is None:
+            return None
+        for entry in self._entries:
+            if entry.id and entry.id > marker and not entry.own and not entry.notice:
+                return entry.id
+        return None
 
     def _set_unseen(self, count: int) -> None:
         if count != self.unseen:
@@ -524,11 +562,24 @@ class MessageLog(ScrollView, can_focus=True):
         options = console.options.update(width=width, min_width=width, max_width=width, height=None)
         lines = console.render_lines(grid, options, pad=True)
         strips = [Strip(line, width) for line in lines]
+        if entry.id is not None and entry.id == self._divider_id:
+            strips.insert(0, self._divider_strip(width))
         entry.file_line = -1
         if entry.file is not None and not entry.notice:
             entry.file_line = len(strips)
             strips.extend(self._file_strips(entry.file, width))
         return strips
+
+    def _divider_strip(self, width: int) -> Strip:
+        """`──── unread ────`: where the messages newer than the read marker start."""
+        label = " unread "
+        left = max(0, (width - len(label)) // 2)
+        right = max(0, width - left - len(label))
+        text = Text("─" * left + label + "─" * right, style=self._style("message-log--unread"))
+        text.truncate(width)
+        options = self.app.console.options.update(width=width, min_width=width, max_width=width)
+        line = self.app.console.render_lines(text, options, pad=True)[0]
+        return Strip(line, width)
 
     @property
     def text_width(self) -> int:
@@ -552,6 +603,12 @@ class MessageLog(ScrollView, can_focus=True):
             self._width = width
             for entry in self._entries:
                 entry.strips = []
+        divider = self._first_unread()
+        if divider != self._divider_id:
+            for entry in self._entries:
+                if entry.id is not None and entry.id in (divider, self._divider_id):
+                    entry.strips = []
+            self._divider_id = divider
         lines: list[Strip] = []
         starts: list[int] = []
         for entry in self._entries:

@@ -80,7 +80,9 @@ class Sidebar(Vertical):
             options.append(Option(prompt, id=option_id))
 
         options.append(_header("People"))
-        users = state.sorted_users()
+        # Conversations most recent first (welcome.conversations, then each message), then the
+        # others as before: online first, by name.
+        users = sorted(state.sorted_users(), key=lambda u: -state.recency(dm_address(u.nick)))
         for user in users:
             unread = state.unread_for(dm_address(user.nick))
             row(
@@ -96,7 +98,10 @@ class Sidebar(Vertical):
             )
 
         options.append(_header("Groups"))
-        rooms = sorted(state.rooms.values(), key=lambda r: r.name.casefold())
+        rooms = sorted(
+            state.rooms.values(),
+            key=lambda r: (-state.recency(room_address(r.name)), r.name.casefold()),
+        )
         for room in rooms:
             unread = state.unread_for(room_address(room.name))
             row("group", room.name, Content.assemble("#", room.name, " ", unread_badge(unread)))
