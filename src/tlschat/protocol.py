@@ -25,6 +25,11 @@ MAX_REF = 64
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 200
 REPLAY_MAX = 1000
+SEARCH_DEFAULT_LIMIT = 20
+SEARCH_MAX_LIMIT = 50
+SEARCH_MAX_QUERY = 200
+MAX_ID = 2**53 - 1
+"""The largest id a request may name (PROTOCOL.md "Names and addresses")."""
 
 
 class ErrorCode(StrEnum):
@@ -171,6 +176,8 @@ def utc_timestamp(moment: datetime | None = None) -> str:
 Ref = Annotated[str, Field(max_length=MAX_REF)]
 PositiveId = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
+"""An id in a request: 0 (none) to 2^53-1; anything else is `bad_request`."""
 
 
 class Frame(BaseModel):
@@ -231,6 +238,37 @@ class HistoryRequest(Request):
     with_: str = Field(alias="with")
     before: PositiveId | None = None
     limit: Annotated[int, Field(ge=1, le=HISTORY_MAX_LIMIT)] = HISTORY_DEFAULT_LIMIT
+
+
+class Edit(Request):
+    type: Literal["edit"] = "edit"
+    id: Id
+    text: str
+
+    @field_validator("text")
+    @classmethod
+    def _no_controls(cls, text: str) -> str:
+        if has_forbidden_controls(text):
+            raise ValueError("text holds control characters")
+        return text
+
+
+class Delete(Request):
+    type: Literal["delete"] = "delete"
+    id: Id
+
+
+class Typing(Request):
+    type: Literal["typing"] = "typing"
+    to: str
+
+
+class SearchRequest(Request):
+    type: Literal["search"] = "search"
+    query: Annotated[str, Field(min_length=1, max_length=SEARCH_MAX_QUERY)]
+    with_: str | None = Field(default=None, alias="with")
+    before: Id | None = None
+    limit: Annotated[int, Field(ge=1, le=SEARCH_MAX_LIMIT)] = SEARCH_DEFAULT_LIMIT
 
 
 class Create(Request):
@@ -299,6 +337,10 @@ ClientFrame: TypeAlias = Annotated[
     | Pong
     | Send
     | HistoryRequest
+    | Edit
+    | Delete
+    | Typing
+    | SearchRequest
     | Create
     | Invite
     | Accept
@@ -406,6 +448,14 @@ class Message(Reply):
     to: str
     text: str
     file: FileMeta | None = None
+    edit_of: PositiveId | None = None
+    """This entry replaces the text of message `edit_of` (PROTOCOL.md "Edit and delete")."""
+    delete_of: PositiveId | None = None
+    """This entry removes message `delete_of`."""
+    edited: str | None = None
+    """`history`/`search`/replay: the time of the message's latest edit."""
+    deleted: bool | None = None
+    """`history`/`search`/replay: the message was deleted (`text` is empty, no `file`)."""
 
 
 class History(Reply):
@@ -413,6 +463,19 @@ class History(Reply):
     with_: str = Field(alias="with")
     messages: tuple[Message, ...] = ()
     more: bool = False
+
+
+class SearchResult(Reply):
+    type: Literal["search"] = "search"
+    query: str
+    messages: tuple[Message, ...] = ()
+    more: bool = False
+
+
+class TypingEvent(Reply):
+    type: Literal["typing"] = "typing"
+    from_: str = Field(alias="from")
+    to: str
 
 
 class Joined(Reply):
@@ -499,6 +562,8 @@ ServerFrame: TypeAlias = Annotated[
     | Presence
     | Message
     | History
+    | SearchResult
+    | TypingEvent
     | Joined
     | Invited
     | Members

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tlschat.server.search import SearchQuery
 from tlschat.server.store import (
     NewMessage,
     StoredBlob,
@@ -118,10 +119,51 @@ MIGRATIONS: list[str] = [
     CREATE INDEX messages_file ON messages(file_id) WHERE file_id IS NOT NULL;
     CREATE INDEX files_sha256 ON files(sha256);
     """,
+    # 4: edit and delete, search (PROTOCOL.md "Edit and delete", "Search"). An edit or delete
+    # is a new row (edit_of / delete_of) in the message sequence; the message's own row holds
+    # it as it stands now (latest text and `edited`; `deleted` with empty text). sender_id is
+    # the sender's identity: who may edit. messages_fts indexes the messages' current text
+    # (external content: no second copy of the text), kept in step by triggers in the same
+    # transaction as each write: entries are never indexed, deleted messages leave the index.
+    """
+    ALTER TABLE messages ADD COLUMN sender_id TEXT;
+    ALTER TABLE messages ADD COLUMN edit_of INTEGER;
+    ALTER TABLE messages ADD COLUMN delete_of INTEGER;
+    ALTER TABLE messages ADD COLUMN edited TEXT;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_edit_of ON messages(edit_of) WHERE edit_of IS NOT NULL;
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text, content='messages', content_rowid='id',
+        tokenize='unicode61 remove_diacritics 0'
+    );
+    INSERT INTO messages_fts(rowid, text) SELECT id, text FROM messages;
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+    WHEN new.edit_of IS NULL AND new.delete_of IS NULL AND new.deleted = 0
+    BEGIN
+        INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF text, deleted ON messages
+    WHEN old.edit_of IS NULL AND old.delete_of IS NULL
+    BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text)
+            SELECT 'delete', old.id, old.text WHERE old.deleted = 0;
+        INSERT INTO messages_fts(rowid, text) SELECT new.id, new.text WHERE new.deleted = 0;
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+    WHEN old.edit_of IS NULL AND old.delete_of IS NULL AND old.deleted = 0
+    BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    """,
 ]
 
 
-_MESSAGE_COLUMNS = "id, ts, sender, to_addr, text, file_id, room_key"
+_MESSAGE_COLUMNS = (
+    "id, ts, sender, to_addr, text, file_id, room_key, edit_of, delete_of, edited, deleted,"
+    " dm_a, dm_b, sender_id"
+)
+_MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
+_NOT_ENTRY = "edit_of IS NULL AND delete_of IS NULL"
 _FILE_COLUMNS = "id, name, uploader, sha256, size, mime, width, height"
 
 Write = Callable[[sqlite3.Connection], Any]
@@ -129,7 +171,34 @@ Read = Callable[[sqlite3.Connection], Any]
 
 
 def _message(row: Any) -> StoredMessage:
-    return StoredMessage(*row)
+    dm = (row[11], row[12]) if row[11] is not None else None
+    return StoredMessage(
+        id=row[0],
+        ts=row[1],
+        sender=row[2],
+        to_addr=row[3],
+        text=row[4],
+        file_id=row[5],
+        room_key=row[6],
+        edit_of=row[7],
+        delete_of=row[8],
+        edited=row[9],
+        deleted=bool(row[10]),
+        dm=dm,
+        sender_id=row[13],
+    )
+
+
+def fts_match(query: SearchQuery) -> str:
+    """An FTS5 query: each phrase quoted (so FTS5 splits it into words with the same tokenizer
+    as the messages, and nothing in it is FTS5 syntax), all required, the last word a prefix if
+    the query allows it."""
+    parts = []
+    for phrase in query.phrases:
+        parts.append('"' + " ".join(word.replace('"', '""') for word in phrase) + '"')
+    if query.prefix:
+        parts[-1] += " *"
+    return " AND ".join(parts)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -507,11 +576,59 @@ class SqliteStore:
         if before is not None:
             where += " AND id < ?"
             params.append(before)
+        where += f" AND {_NOT_ENTRY}"
         sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY id DESC LIMIT ?"
         params.append(limit + 1)
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         more = len(rows) > limit
         return [_message(row) for row in reversed(rows[:limit])], more
+
+    async def get_message(self, msg_id: int) -> StoredMessage | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (msg_id,)
+            ).fetchone()
+        )
+        return _message(row) if row else None
+
+    async def search(
+        self,
+        query: SearchQuery,
+        *,
+        identity: str | None = None,
+        dm: tuple[str, str] | None = None,
+        rooms: dict[str, int],
+        before: int | None,
+        limit: int,
+    ) -> tuple[list[StoredMessage], bool]:
+        clauses: list[str] = []
+        params: list[Any] = [fts_match(query)]
+        if identity is not None:
+            clauses.append("(m.dm_a = ? OR m.dm_b = ?)")
+            params += [identity, identity]
+        if dm is not None:
+            clauses.append("(m.dm_a = ? AND m.dm_b = ?)")
+            params += sorted(dm)
+        for room_key, joined_after in rooms.items():
+            clauses.append("(m.room_key = ? AND m.id > ?)")
+            params += [room_key, joined_after]
+        if not clauses or before == 0:
+            return [], False
+        where = "messages_fts MATCH ?"
+        if before is not None:
+            where += " AND messages_fts.rowid < ?"
+            params.append(before)
+        # The index holds only messages (no entries, nothing deleted); the scope is checked on
+        # each match, newest first, until `limit` + 1 are found.
+        sql = (
+            f"SELECT {_MESSAGE_COLUMNS_M} FROM messages_fts"
+            " JOIN messages AS m ON m.id = messages_fts.rowid"
+            f" WHERE {where} AND ({' OR '.join(clauses)})"
+            " ORDER BY messages_fts.rowid DESC LIMIT ?"
+        )
+        params.append(limit + 1)
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [_message(row) for row in rows[:limit]], len(rows) > limit
 
     async def dm_partners(self, identity: str) -> set[str]:
         rows = await self._read(
@@ -635,17 +752,50 @@ def _add_member(c: sqlite3.Connection, room_key: str, member: StoredMember) -> N
 
 
 def _insert_message(c: sqlite3.Connection, m: NewMessage) -> int:
+    target = m.edit_of if m.edit_of is not None else m.delete_of
+    file_id = m.file_id
+    if target is not None:
+        # Checked here, in the transaction: a delete committed just before wins.
+        row = c.execute(
+            f"SELECT file_id FROM messages WHERE id = ? AND deleted = 0 AND {_NOT_ENTRY}",
+            (target,),
+        ).fetchone()
+        if row is None:
+            return 0
+        file_id = None
     dm_a, dm_b = sorted(m.dm) if m.dm else (None, None)
     cur = c.execute(
-        "INSERT INTO messages (ts, sender, to_addr, dm_a, dm_b, room_key, text, file_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (m.ts, m.sender, m.to_addr, dm_a, dm_b, m.room_key, m.text, m.file_id),
-    )
+        "INSERT INTO messages (ts, sender, to_addr, dm_a, dm_b, room_key, text, file_id,"
+        " sender_id, edit_of, delete_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            m.ts, m.sender, m.to_addr, dm_a, dm_b, m.room_key, m.text, file_id,
+            m.sender_id or None, m.edit_of, m.delete_of,
+        ),
+    )  # fmt: skip
     msg_id = cur.lastrowid
     assert msg_id is not None
-    if m.file_id is not None and m.grant:
+    if m.edit_of is not None:
+        # The trigger re-indexes the new text.
+        c.execute("UPDATE messages SET text = ?, edited = ? WHERE id = ?", (m.text, m.ts, target))
+    elif m.delete_of is not None:
+        _delete(c, m.delete_of, row[0])
+    elif m.file_id is not None and m.grant:
         _grant(c, m.file_id, m.grant)
     return msg_id
+
+
+def _delete(c: sqlite3.Connection, msg_id: int, file_id: str | None) -> None:
+    """Message `msg_id` is deleted: its text goes (from the index too, by the trigger), and so
+    does the text of its edit entries (the replay sends them again); its file is the uploader's
+    alone unless another message still carries it."""
+    c.execute("UPDATE messages SET text = '', deleted = 1 WHERE id = ?", (msg_id,))
+    c.execute("UPDATE messages SET text = '' WHERE edit_of = ?", (msg_id,))
+    if file_id is not None:
+        c.execute(
+            "DELETE FROM file_access WHERE file_id = ? AND NOT EXISTS"
+            " (SELECT 1 FROM messages WHERE file_id = ? AND deleted = 0)",
+            (file_id, file_id),
+        )
 
 
 def _grant(c: sqlite3.Connection, file_id: str, identities: Iterable[str]) -> None:
