@@ -174,3 +174,33 @@ async def test_search_finds_the_latest_text_only(pair: SessionPair) -> None:
     assert await found("deplo") == []
     assert await found("secret") == []
     assert await found("SHIP") == [sent["id"]]
+
+
+async def test_migration_indexes_messages_stored_before_search(tmp_path: Path) -> None:
+    """A database of schema 3 (before edits and search): its messages become searchable, and
+    an account may edit what it sent then (no sender identity was stored)."""
+    import sqlite3
+
+    from tlschat.server import sqlite_store
+
+    path = tmp_path / "t.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(sqlite_store.MIGRATIONS[:3]):
+        conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number + 1}; COMMIT;")
+    conn.execute(
+        "INSERT INTO messages (ts, sender, to_addr, dm_a, dm_b, text)"
+        " VALUES ('2026-01-01T00:00:00.000Z', 'Alice', '@bob', 'alice', 'bob', 'old rollout')"
+    )
+    conn.close()
+    server = SessionPair(config_for(tmp_path, rate_burst=1000, rate_per_sec=1000.0))
+    await server.open()
+    try:
+        alice = await server.login("alice", password="pw-alice-1")
+        reply = await answer(alice, {"type": "search", "query": "rollo"})
+        assert [m["text"] for m in reply["messages"]] == ["old rollout"]
+        edited = await answer(alice, {"type": "edit", "id": 1, "text": "new release"})
+        assert edited["edit_of"] == 1
+        assert not (await answer(alice, {"type": "search", "query": "rollout"}))["messages"]
+        assert len((await answer(alice, {"type": "search", "query": "release"}))["messages"]) == 1
+    finally:
+        await server.close()

@@ -614,7 +614,7 @@ class SqliteStore:
             params += [room_key, joined_after]
         if not clauses or before == 0:
             return [], False
-        where = "messages_fts MATCH ?"
+        where = f"messages_fts MATCH ? AND ({' OR '.join(clauses)})"
         if before is not None:
             where += " AND messages_fts.rowid < ?"
             params.append(before)
@@ -623,7 +623,7 @@ class SqliteStore:
         sql = (
             f"SELECT {_MESSAGE_COLUMNS_M} FROM messages_fts"
             " JOIN messages AS m ON m.id = messages_fts.rowid"
-            f" WHERE {where} AND ({' OR '.join(clauses)})"
+            f" WHERE {where}"
             " ORDER BY messages_fts.rowid DESC LIMIT ?"
         )
         params.append(limit + 1)
