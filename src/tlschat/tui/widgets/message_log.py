@@ -52,6 +52,12 @@ class Entry:
     nick: str = ""
     own: bool = False
     notice: bool = False
+    attachment: str = ""
+    """A line describing the message's file, shown under its text."""
+    edited: bool = False
+    """Shown with "(edited)" after its text (PROTOCOL.md "Edit and delete")."""
+    deleted: bool = False
+    """Shown as "message deleted" in its place."""
     strips: list[Strip] = field(default_factory=list)
     """Rendered lines at the log's current width (empty: not rendered yet)."""
 
@@ -159,16 +165,42 @@ class MessageLog(ScrollView, can_focus=True):
         return [strip.text.rstrip() for strip in self._lines]
 
     def add_messages(self, messages: Iterable[ChatMessage]) -> int:
-        """Show messages in id order, skipping ids already shown; return how many were new."""
+        """Show messages in id order, skipping ids already shown; return how many were new.
+
+        An edit or delete entry (`edit_of`, `delete_of`) changes the message it names, where it
+        is shown, and is not counted: it is no new message."""
         fresh = sorted((m for m in messages if m.id not in self._ids), key=lambda m: m.id)
         if not fresh:
             return 0
         view = self._view()
+        added = 0
         for message in fresh:
             self._ids.add(message.id)
+            if message.edit_of is not None or message.delete_of is not None:
+                self._apply_change(message)
+                continue
             self._insert(self._entry_for(message))
+            added += 1
         self._relayout(view)
-        return len(fresh)
+        return added
+
+    def _apply_change(self, change: ChatMessage) -> None:
+        target = change.edit_of if change.edit_of is not None else change.delete_of
+        entry = next((e for e in self._entries if e.id == target and not e.notice), None)
+        if entry is None or entry.deleted:
+            return  # not loaded here (older history brings it as it stands now)
+        if change.delete_of is not None:
+            entry.deleted, entry.text, entry.attachment = True, "", ""
+        else:
+            entry.edited, entry.text = True, _UNPRINTABLE.sub("\ufffd", change.text)
+        entry.strips = []
+
+    def last_own_message(self) -> int | None:
+        """The id of our newest message shown that is not deleted (up arrow edits it)."""
+        for entry in reversed(self._entries):
+            if entry.id and entry.own and not entry.deleted and not entry.notice:
+                return entry.id
+        return None
 
     def add_notice(self, text: str, ts: str | None = None) -> None:
         """A line from the client itself (joins, declines, errors), after everything shown."""
@@ -205,11 +237,19 @@ class MessageLog(ScrollView, can_focus=True):
 
     def _entry_for(self, message: ChatMessage) -> Entry:
         text = _UNPRINTABLE.sub("\ufffd", message.text)
-        if message.file is not None:
-            # Where the image widget goes later: for now, one descriptive line.
-            text = f"{text}\n{describe_file(message.file)}" if text else describe_file(message.file)
+        # Where the image widget goes later: for now, one descriptive line.
+        attachment = describe_file(message.file) if message.file is not None else ""
         own = message.from_.casefold() == self.me.casefold()
-        return Entry(message.id, local_time(message.ts, self.tz), text, nick=message.from_, own=own)
+        return Entry(
+            message.id,
+            local_time(message.ts, self.tz),
+            "" if message.deleted else text,
+            nick=message.from_,
+            own=own,
+            attachment="" if message.deleted else attachment,
+            edited=message.edited is not None,
+            deleted=bool(message.deleted),
+        )
 
     def _insert(self, entry: Entry) -> None:
         assert entry.id is not None
@@ -245,7 +285,14 @@ class MessageLog(ScrollView, can_focus=True):
             body = Text(overflow="fold")
             body.append(entry.nick, style=self._style(component))
             body.append(": ")
-            body.append(entry.text)  # literally: Text.append never parses markup
+            if entry.deleted:
+                body.append("message deleted", style=self._style("message-log--notice"))
+            else:
+                body.append(entry.text)  # literally: Text.append never parses markup
+                if entry.attachment:
+                    body.append(("\n" if entry.text else "") + entry.attachment)
+                if entry.edited:
+                    body.append(" (edited)", style=self._style("message-log--notice"))
         grid.add_row(time, mark, body)
         options = console.options.update(width=width, min_width=width, max_width=width, height=None)
         lines = console.render_lines(grid, options, pad=True)
