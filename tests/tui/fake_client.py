@@ -195,3 +195,25 @@ class FakeClient:
         left = protocol.Left(room=room)
         self.push(left)
         return left
+
+    async def typing(self, to: str) -> None:
+        self._record("typing", to)
+
+    async def search(
+        self, query: str, with_: str | None = None, before: int | None = None, limit: int = 20
+    ) -> protocol.SearchResult:
+        """Every stored message holding each word of `query` (no prefix, no phrases: enough
+        for the screen), newest first."""
+        self._record("search", query, with_)
+        words = [w.casefold() for w in query.split()]
+        found = [
+            m
+            for key, messages in self.store.items()
+            if with_ is None or key == with_.casefold()
+            for m in messages
+            if all(w in m.text.casefold().split() for w in words)
+        ]
+        found.sort(key=lambda m: m.id, reverse=True)
+        return protocol.SearchResult(
+            query=query, messages=tuple(found[:limit]), more=len(found) > limit
+        )

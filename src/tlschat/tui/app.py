@@ -31,6 +31,7 @@ from tlschat.tui.messages import (
     RoomJoined,
     RoomLeft,
     ServerSaidBye,
+    TypingReceived,
     Welcomed,
     translate,
 )
@@ -75,6 +76,10 @@ class ChatClientLike(Protocol):
     async def decline(self, room: str) -> None: ...
     async def join(self, room: str) -> protocol.Joined: ...
     async def leave(self, room: str) -> protocol.Left: ...
+    async def typing(self, to: str) -> None: ...
+    async def search(
+        self, query: str, with_: str | None = None, before: int | None = None, limit: int = 20
+    ) -> protocol.SearchResult: ...
 
 
 ClientFactory = Callable[[ConnectParams, AskTrust], ChatClientLike]
@@ -430,6 +435,11 @@ class ChatApp(App[int]):
             f"The server is closing{reason}. Reconnecting…", severity="warning", markup=False
         )
 
+    @on(TypingReceived)
+    def _typing(self, event: TypingReceived) -> None:
+        if self.main is not None:
+            self.main.typing_received(event.nick, event.address)
+
     @on(HistoryLoaded)
     def _history(self, event: HistoryLoaded) -> None:
         if self.main is not None:
@@ -541,6 +551,19 @@ class ChatApp(App[int]):
             self.post_message(RoomLeft(left.room))
 
         self._request(leave(), f"leave #{room}")
+
+    def request_typing(self, to: str) -> None:
+        client = self._client()
+
+        async def typing() -> None:
+            with contextlib.suppress(protocol.ConnectionClosed):
+                await client.typing(to)
+
+        self._request(typing(), f"typing to {to}")
+
+    async def search_messages(self, query: str, with_: str | None) -> protocol.SearchResult:
+        """For the search screen (it shows failures itself)."""
+        return await self._client().search(query, with_=with_, limit=50)
 
     def request_history(self, address: str, before: int | None) -> None:
         client = self._client()

@@ -11,12 +11,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent
+from textual.widgets import Footer, Input, Static, TabbedContent
 
 from tlschat import protocol
 from tlschat.tui import commands
 from tlschat.tui.screens.dialogs import ConfirmDialog, InvitationDialog, InviteDialog, PromptDialog
 from tlschat.tui.screens.help import HelpScreen
+from tlschat.tui.screens.search import Hit, SearchScreen
 from tlschat.tui.state import (
     ChatState,
     Invitation,
@@ -31,6 +32,7 @@ from tlschat.tui.widgets.message_log import MessageLog
 from tlschat.tui.widgets.pane import ConversationPane, MemberList, pane_title
 from tlschat.tui.widgets.sidebar import Sidebar
 from tlschat.tui.widgets.status_bar import StatusBar
+from tlschat.tui.widgets.typing_line import TypingLine, TypingSender
 
 if TYPE_CHECKING:
     from tlschat.tui.app import ChatApp
@@ -50,6 +52,7 @@ class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "new_dm", "DM"),
         Binding("ctrl+g", "new_group", "Group"),
+        Binding("ctrl+f", "search", "Search", show=False),
         Binding("ctrl+t", "invite", "Invite"),
         Binding("ctrl+o", "join", "Join", show=False),
         Binding("ctrl+l", "leave", "Leave", show=False),
@@ -73,6 +76,9 @@ class MainScreen(Screen[None]):
         self._pane_ready: dict[str, asyncio.Event] = {}
         self.ready = asyncio.Event()
         """Set once mounted: everything below waits for it before touching widgets."""
+        self.typing_sender = TypingSender()
+        self._goto: dict[str, tuple[int, int]] = {}
+        """Conversation key -> (message id to show, history pages left to find it)."""
 
     @property
     def chat(self) -> ChatApp:
@@ -85,6 +91,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="conversation"):
                 yield Static(Content(PLACEHOLDER), id="placeholder")
                 yield TabbedContent(id="tabs")
+                yield TypingLine(id="typing-line")
                 yield InvitationBar(id="invitation-bar")
                 yield Composer(placeholder="Pick a conversation, or type /help", id="composer")
         yield Footer(compact=True)
@@ -186,6 +193,7 @@ class MainScreen(Screen[None]):
         address = self.state.conversation_of(message)
         pane = await self.open_conversation(address, activate=False)
         added = pane.log_view.add_messages([message])
+        self.query_one(TypingLine).message_from(address, message.from_)
         if added and not self.state.is_me(message.from_) and self.tabs.active != pane.id:
             self.state.mark_unread(pane.address)
             self._show_unread(pane.address)
@@ -205,6 +213,7 @@ class MainScreen(Screen[None]):
             pane.log_view.older_failed()
         else:
             pane.log_view.add_older(messages, more)
+            self._continue_goto(pane)
 
     def _show_unread(self, address: str) -> None:
         pane = self.pane_for(address)
@@ -235,6 +244,7 @@ class MainScreen(Screen[None]):
             self._show_unread(address)
         self._update_composer_hint()
         self.refresh_bindings()  # Invite and Leave depend on the pane
+        self.query_one(TypingLine).show(address)
 
     # --- groups, members, presence -------------------------------------------------------------
 
@@ -320,6 +330,63 @@ class MainScreen(Screen[None]):
     def _older_wanted(self, event: MessageLog.OlderWanted) -> None:
         self.chat.request_history(event.log.address, event.before)
 
+    # --- typing and search ---------------------------------------------------------------------
+
+    def typing_received(self, nick: str, to: str) -> None:
+        if self.state.is_me(nick):
+            return
+        address = to if to.startswith("#") else dm_address(nick)
+        self.query_one(TypingLine).noted(self._canonical(address), nick)
+
+    @on(Input.Changed, "#composer")
+    def _composer_changed(self, event: Input.Changed) -> None:
+        address = self.current_address
+        text = event.value
+        if address is None or not text or text.startswith("/"):
+            return
+        if self.typing_sender.should_send(address):
+            self.chat.request_typing(address)
+
+    def action_search(self) -> None:
+        screen = SearchScreen(
+            self.chat.search_messages,
+            self.state.conversation_of,
+            current=self.current_address,
+            tz=self.chat.tz,
+        )
+        self.app.push_screen(screen, self._search_picked)
+
+    async def _search_picked(self, hit: Hit | None) -> None:
+        """Open the conversation at the message, loading older history until it is shown."""
+        if hit is None:
+            return
+        address, msg_id = hit
+        pane = await self.open_conversation(address)
+        if pane.log_view.scroll_to_message(msg_id):
+            return
+        self._goto[conversation_key(pane.address)] = (msg_id, 20)
+        if not pane.log_view.fetching_older:
+            pane.log_view.fetching_older = True
+            self.chat.request_history(pane.address, pane.log_view.oldest_id)
+
+    def _continue_goto(self, pane: ConversationPane) -> None:
+        key = conversation_key(pane.address)
+        goal = self._goto.pop(key, None)
+        if goal is None:
+            return
+        msg_id, pages = goal
+        log = pane.log_view
+        if log.scroll_to_message(msg_id):
+            return
+        if log.fetching_older:  # a page is on its way already: look again when it is in
+            self._goto[key] = goal
+        elif log.more and pages > 1:
+            self._goto[key] = (msg_id, pages - 1)
+            log.fetching_older = True
+            self.chat.request_history(pane.address, log.oldest_id)
+        else:
+            self.notify("That message is too far back to show here.", markup=False)
+
     # --- the input line ------------------------------------------------------------------------
 
     @on(Composer.Submitted)
@@ -344,6 +411,7 @@ class MainScreen(Screen[None]):
                     )
                 else:
                     self.chat.request_send(address, text)
+                    self.typing_sender.sent_message(address)
             case commands.Msg(nick=nick, text=text):
                 pane = await self.open_conversation(dm_address(nick))
                 if text:

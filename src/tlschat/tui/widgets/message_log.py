@@ -195,6 +195,15 @@ class MessageLog(ScrollView, can_focus=True):
             entry.edited, entry.text = True, _UNPRINTABLE.sub("\ufffd", change.text)
         entry.strips = []
 
+    def scroll_to_message(self, msg_id: int) -> bool:
+        """Put message `msg_id` at the top of the view; False if it is not loaded here."""
+        index = next((i for i, e in enumerate(self._entries) if e.id == msg_id), None)
+        if index is None:
+            return False
+        if index < len(self._starts):
+            self.scroll_to(y=self._starts[index], animate=False, force=True)
+        return True
+
     def last_own_message(self) -> int | None:
         """The id of our newest message shown that is not deleted (up arrow edits it)."""
         for entry in reversed(self._entries):
