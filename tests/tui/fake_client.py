@@ -217,3 +217,32 @@ class FakeClient:
         return protocol.SearchResult(
             query=query, messages=tuple(found[:limit]), more=len(found) > limit
         )
+
+    async def edit(self, message_id: int, text: str) -> protocol.Message:
+        self._record("edit", message_id, text)
+        original = self._find(message_id)
+        entry = protocol.Message(
+            id=self._next_id, ts=original.ts, from_=original.from_, to=original.to, text=text,
+            edit_of=message_id,
+        )  # fmt: skip
+        self._next_id += 1
+        self.push(entry)
+        return entry
+
+    async def delete(self, message_id: int) -> protocol.Message:
+        self._record("delete", message_id)
+        original = self._find(message_id)
+        entry = protocol.Message(
+            id=self._next_id, ts=original.ts, from_=original.from_, to=original.to, text="",
+            delete_of=message_id,
+        )  # fmt: skip
+        self._next_id += 1
+        self.push(entry)
+        return entry
+
+    def _find(self, message_id: int) -> protocol.Message:
+        for messages in self.store.values():
+            for message in messages:
+                if message.id == message_id:
+                    return message
+        raise protocol.RequestFailed("no_such_message", f"no message {message_id}")

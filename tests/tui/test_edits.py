@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.widgets import Input
+from textual.widgets import Button, Input
 
 from tests.tui.fake_client import FakeClient
-from tests.tui.helpers import log_of, main_screen, make_app, wait_for
+from tests.tui.helpers import log_of, main_screen, make_app, screen_shown, wait_for
 from tlschat import protocol
+from tlschat.tui.screens.dialogs import ConfirmDialog
 
 SIZE = (100, 30)
 
@@ -94,3 +95,54 @@ async def test_history_shows_messages_as_they_stand() -> None:
         )  # fmt: skip
         await wait_for(pilot, lambda: any("fixed (edited)" in x for x in log.plain_lines), "edit")
         assert any("alice: message deleted" in x for x in log.plain_lines)
+
+
+async def test_up_arrow_on_an_empty_line_edits_our_last_message() -> None:
+    client = fake()
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        await screen.open_conversation("@alice")
+        await type_line(pilot, "frist")
+        log = log_of(screen, "@alice")
+        await wait_for(pilot, lambda: len(log.message_ids) == 1, "our message")
+        client.receive("alice", "@bob", "you typo'd")
+        composer = screen.composer
+        # Escape cancels
+        await pilot.press("up")
+        assert composer.value == "frist"
+        assert composer.editing == log.message_ids[0]
+        await pilot.press("escape")
+        assert composer.value == ""
+        assert composer.editing is None
+        # Enter replaces it
+        await pilot.press("up", "ctrl+u", *"first", "enter")
+        await wait_for(pilot, lambda: client.calls_to("edit"), "an edit sent")
+        assert client.calls_to("edit") == [("edit", log.message_ids[0], "first")]
+        assert client.calls_to("send_message") == [("send_message", "@alice", "frist")]
+        await wait_for(pilot, lambda: any("first (edited)" in x for x in log.plain_lines), "shown")
+        # a non-empty line: up walks the history as before
+        await pilot.press(*"draft", "up")
+        assert composer.value == "frist"
+        assert composer.editing is None
+
+
+async def test_emptying_the_line_deletes_after_confirming() -> None:
+    client = fake()
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        await screen.open_conversation("@alice")
+        await type_line(pilot, "oops")
+        log = log_of(screen, "@alice")
+        await wait_for(pilot, lambda: len(log.message_ids) == 1, "our message")
+        await pilot.press("up", "ctrl+u", "enter")
+        dialog = await screen_shown(pilot, ConfirmDialog, "#confirm-yes")
+        dialog.query_one("#confirm-no", Button).press()
+        await pilot.pause(0.1)
+        assert client.calls_to("delete") == []
+        await pilot.press("up", "ctrl+u", "enter")
+        dialog = await screen_shown(pilot, ConfirmDialog, "#confirm-yes")
+        dialog.query_one("#confirm-yes", Button).press()
+        await wait_for(pilot, lambda: client.calls_to("delete"), "a delete sent")
+        await wait_for(pilot, lambda: any("message deleted" in x for x in log.plain_lines), "gone")

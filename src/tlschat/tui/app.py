@@ -77,6 +77,8 @@ class ChatClientLike(Protocol):
     async def join(self, room: str) -> protocol.Joined: ...
     async def leave(self, room: str) -> protocol.Left: ...
     async def typing(self, to: str) -> None: ...
+    async def edit(self, message_id: int, text: str) -> protocol.Message: ...
+    async def delete(self, message_id: int) -> protocol.Message: ...
     async def search(
         self, query: str, with_: str | None = None, before: int | None = None, limit: int = 20
     ) -> protocol.SearchResult: ...
@@ -551,6 +553,22 @@ class ChatApp(App[int]):
             self.post_message(RoomLeft(left.room))
 
         self._request(leave(), f"leave #{room}")
+
+    def request_edit(self, message_id: int, text: str) -> None:
+        client = self._client()
+
+        async def edit() -> None:
+            await client.edit(message_id, text)  # the entry arrives through events()
+
+        self._request(edit(), "edit")
+
+    def request_delete(self, message_id: int) -> None:
+        client = self._client()
+
+        async def delete() -> None:
+            await client.delete(message_id)
+
+        self._request(delete(), "delete")
 
     def request_typing(self, to: str) -> None:
         client = self._client()

@@ -98,6 +98,7 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.composer.cursor_blink = self.chat.cursor_blink
+        self.composer.last_own = self._last_own_message
         self.query_one(InvitationBar).show(None)
         self._update_placeholder()
         self.refresh_sidebar()
@@ -389,8 +390,32 @@ class MainScreen(Screen[None]):
 
     # --- the input line ------------------------------------------------------------------------
 
+    def _last_own_message(self) -> tuple[int, str] | None:
+        address = self.current_address
+        pane = self.pane_for(address) if address else None
+        return pane.log_view.last_own_message() if pane is not None else None
+
+    def _edit_submitted(self, msg_id: int, text: str) -> None:
+        address = self.current_address
+        if address is None:
+            return
+        if text:
+            self.chat.request_edit(msg_id, text)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.chat.request_delete(msg_id)
+
+        self.app.push_screen(
+            ConfirmDialog("Delete this message for everyone?", yes="Delete"), answered
+        )
+
     @on(Composer.Submitted)
     async def _submitted(self, event: Composer.Submitted) -> None:
+        if event.editing is not None:
+            self._edit_submitted(event.editing, event.text)
+            return
         try:
             command = commands.parse(event.text)
         except commands.CommandError as exc:

@@ -204,11 +204,11 @@ class MessageLog(ScrollView, can_focus=True):
             self.scroll_to(y=self._starts[index], animate=False, force=True)
         return True
 
-    def last_own_message(self) -> int | None:
-        """The id of our newest message shown that is not deleted (up arrow edits it)."""
+    def last_own_message(self) -> tuple[int, str] | None:
+        """(id, text) of our newest message shown that is not deleted (up arrow edits it)."""
         for entry in reversed(self._entries):
             if entry.id and entry.own and not entry.deleted and not entry.notice:
-                return entry.id
+                return entry.id, entry.text
         return None
 
     def add_notice(self, text: str, ts: str | None = None) -> None:
