@@ -42,6 +42,7 @@ def start_server(data_dir: Path, clients: int) -> tuple[subprocess.Popen[str], i
     return start_daemon(
         data_dir,
         *("--max-members", room, "--max-per-ip", room, "--max-unauth", room, "--max-conns", room),
+        *("--max-unauth-per-ip", room),
         *("--rate-burst", "1000000", "--rate-per-sec", "1000000", "--max-queue", str(4 << 20)),
     )
 

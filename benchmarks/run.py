@@ -146,7 +146,8 @@ class Server:
                 "--data-dir", str(workdir / "data"), "--log-level", "WARNING",
                 "--cert", str(certs / "server.pem"), "--key", str(certs / "server.key"),
                 "--max-members", room, "--max-per-ip", room, "--max-unauth", room,
-                "--max-conns", room, "--rate-burst", "1000000", "--rate-per-sec", "1000000",
+                "--max-unauth-per-ip", room, "--max-conns", room,
+                "--rate-burst", "1000000", "--rate-per-sec", "1000000",
                 "--max-queue", str(64 << 20), "--login-timeout", "3600",
                 "--idle-timeout", "3600", "--handshake-timeout", "3600", *extra,
             ]  # fmt: skip

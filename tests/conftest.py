@@ -21,6 +21,9 @@ GENEROUS = {
     "rate_per_sec": 10_000.0,
     "max_per_ip": 1000,
     "max_unauth": 1000,
+    "max_unauth_per_ip": 1000,
+    "max_nick_failures": 1000,
+    "max_registrations": 1000,
     "max_conns": 2000,
     "max_login_failures": 1000,
 }

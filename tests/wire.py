@@ -42,9 +42,17 @@ class Wire:
         ctx: ssl.SSLContext,
         host: str = "127.0.0.1",
         server_hostname: str = "localhost",
+        local: str | None = None,
     ) -> Wire:
+        """`local`: the source address (another 127.x address, to act as another host)."""
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ctx, server_hostname=server_hostname),
+            asyncio.open_connection(
+                host,
+                port,
+                ssl=ctx,
+                server_hostname=server_hostname,
+                local_addr=(local, 0) if local else None,
+            ),
             timeout(10),
         )
         return cls(reader, writer)

@@ -54,9 +54,16 @@ class ServerConfig:
     max_queue: int = 256 * 1024
     max_conns: int = 1024
     max_per_ip: int = 16
-    max_unauth: int = 64
+    max_unauth: int = 256
+    """Connections not yet logged in, in all; when all are taken, a new one closes the oldest."""
+    max_unauth_per_ip: int = 8
     max_login_failures: int = 3
+    """Login attempts per IP per window (each takes a slot when it starts; a success frees it)."""
+    max_nick_failures: int = 20
+    """Login attempts per nick per window over all IPs (never refusing an IP with no failure)."""
     login_failure_window: float = 60.0
+    max_registrations: int = 10
+    """New accounts per IP per hour."""
     max_bad_frames: int = 20
     """Bad frames (bad_frame, bad_request, unknown_type) allowed in a minute; one more closes."""
     max_members: int = 256
@@ -168,7 +175,10 @@ def validate(config: ServerConfig) -> None:
         "max_conns",
         "max_per_ip",
         "max_unauth",
+        "max_unauth_per_ip",
         "max_login_failures",
+        "max_nick_failures",
+        "max_registrations",
         "max_members",
     ]
     for name in positive:

@@ -28,8 +28,6 @@ REPLAY_MAX = 1000
 SEARCH_DEFAULT_LIMIT = 20
 SEARCH_MAX_LIMIT = 50
 SEARCH_MAX_QUERY = 200
-MAX_ID = 2**53 - 1
-"""The largest id a request may name (PROTOCOL.md "Names and addresses")."""
 
 
 class ErrorCode(StrEnum):
@@ -176,8 +174,10 @@ def utc_timestamp(moment: datetime | None = None) -> str:
 Ref = Annotated[str, Field(max_length=MAX_REF)]
 PositiveId = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
-Id = Annotated[int, Field(ge=0, le=MAX_ID)]
-"""An id in a request: 0 (none) to 2^53-1; anything else is `bad_request`."""
+MAX_ID = 2**53 - 1
+"""PROTOCOL.md "Names and addresses": ids fit a double, so every JSON library reads them exactly."""
+RequestId = Annotated[int, Field(ge=0, le=MAX_ID)]
+"""An id a client names (`last_seen`, `before`...): 0 means none; anything else is bad_request."""
 
 
 class Frame(BaseModel):
@@ -208,7 +208,7 @@ class Hello(Request):
     nick: str
     password: str | None = None
     client: str | None = None
-    last_seen: NonNegative | None = None
+    last_seen: RequestId | None = None
 
 
 class Ping(Request):
@@ -236,13 +236,14 @@ class Send(Request):
 class HistoryRequest(Request):
     type: Literal["history"] = "history"
     with_: str = Field(alias="with")
-    before: PositiveId | None = None
+    before: RequestId | None = None
+    """0 finds nothing (PROTOCOL.md)."""
     limit: Annotated[int, Field(ge=1, le=HISTORY_MAX_LIMIT)] = HISTORY_DEFAULT_LIMIT
 
 
 class Edit(Request):
     type: Literal["edit"] = "edit"
-    id: Id
+    id: RequestId
     text: str
 
     @field_validator("text")
@@ -255,7 +256,7 @@ class Edit(Request):
 
 class Delete(Request):
     type: Literal["delete"] = "delete"
-    id: Id
+    id: RequestId
 
 
 class Typing(Request):
@@ -267,7 +268,7 @@ class SearchRequest(Request):
     type: Literal["search"] = "search"
     query: Annotated[str, Field(min_length=1, max_length=SEARCH_MAX_QUERY)]
     with_: str | None = Field(default=None, alias="with")
-    before: Id | None = None
+    before: RequestId | None = None
     limit: Annotated[int, Field(ge=1, le=SEARCH_MAX_LIMIT)] = SEARCH_DEFAULT_LIMIT
 
 

@@ -141,13 +141,19 @@ async def test_invite_offline_registered_user_shown_in_next_welcome(connect: Any
 
 
 async def test_invite_by_non_member_is_not_member(connect: Any) -> None:
+    """A public room: an outsider who may see it is told it is not a member; a private room is
+    answered to outsiders as if it did not exist (PROTOCOL.md "Groups")."""
     alice = await connect("alice")
     bob = await connect("bob")
     carol = await connect("carol")
     await alice.request({"type": "create", "room": "Den"})
+    await alice.request({"type": "create", "room": "Hall", "public": True})
     await drain_all(alice, bob, carol)
     assert_error(
-        await carol.request({"type": "invite", "room": "Den", "nick": "bob"}), "not_member"
+        await carol.request({"type": "invite", "room": "Hall", "nick": "bob"}), "not_member"
+    )
+    assert_error(
+        await carol.request({"type": "invite", "room": "Den", "nick": "bob"}), "no_such_room"
     )
     await bob.no_frame(0.3)
 
@@ -353,8 +359,9 @@ async def test_leave(connect: Any) -> None:
     members = {"type": "members", "room": "Den", "members": ["alice", "carol"]}
     for wire in (alice, carol):
         assert [norm(f) for f in await drain(wire, 0.2)] == [members]
-    assert_error(await say(bob, "#Den", "hi"), "not_member")
-    assert_error(await bob.request({"type": "leave", "room": "Den"}), "not_member")
+    # Den is private: once out, bob is an outsider and Den answers as absent.
+    assert_error(await say(bob, "#Den", "hi"), "no_such_room")
+    assert_error(await bob.request({"type": "leave", "room": "Den"}), "no_such_room")
 
 
 async def test_last_member_leaving_deletes_room_and_history(connect: Any) -> None:

@@ -68,7 +68,7 @@ async def test_rate_limit_is_per_connection(start_server: Any, dial: Dialer) -> 
     assert await bob.recv_match(ref="bob") == {"type": "pong", "ref": "bob"}
 
 
-async def test_default_burst_is_20(connect: Any, start_server: Any, dial: Dialer) -> None:
+async def test_default_burst_is_20(start_server: Any, dial: Dialer) -> None:
     server = await start_server(rate_burst=20, rate_per_sec=0.01)
     alice = await dial.open(server, "alice")
     await drain(alice, 0.1)
@@ -154,16 +154,22 @@ async def test_max_per_ip(start_server: Any, dial: Dialer, client_ctx: ssl.SSLCo
         raise AssertionError("slot not freed")
 
 
-async def test_max_unauth(start_server: Any, dial: Dialer, client_ctx: ssl.SSLContext) -> None:
+async def test_max_unauth_evicts_the_longest_waiting(
+    start_server: Any, dial: Dialer, client_ctx: ssl.SSLContext
+) -> None:
+    """PROTOCOL.md: when all `max_unauth` places are taken, a new connection closes the one that
+    has waited longest; logged-in connections do not count."""
     server = await start_server(max_per_ip=100, max_unauth=2, max_conns=100, handshake_timeout=30)
-    a = await dial.open(server)
-    await dial.open(server)
-    assert await tcp_closed_without_reply(server.port)
-    assert await tls_refused(server.port, client_ctx)
-    # logged-in connections do not count as unauthenticated
-    assert (await a.hello("alice"))["type"] == "welcome"
-    third = await dial.open(server)
-    assert (await third.hello("bob"))["type"] == "welcome"
+    oldest = await dial.open(server)
+    second = await dial.open(server)
+    newest = await dial.open(server)
+    assert await oldest.closed_by_server()
+    assert (await newest.hello("carol"))["type"] == "welcome"
+    assert (await second.hello("bob"))["type"] == "welcome"
+    # Both places are free again: two more wait without pushing anyone out.
+    third, fourth = await dial.open(server), await dial.open(server)
+    assert (await third.hello("dave"))["type"] == "welcome"
+    assert (await fourth.hello("erin"))["type"] == "welcome"
 
 
 async def test_silent_tcp_connections_count_as_unauth(
@@ -173,8 +179,26 @@ async def test_silent_tcp_connections_count_as_unauth(
     silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
     try:
         await asyncio.sleep(0.2)
+        wire = await Wire.open(server.port, client_ctx)
+        assert (await wire.hello("prompt"))["type"] == "welcome"
+        # The silent connection that waited longest was closed to make room.
+        assert await asyncio.wait_for(silent[0][0].read(), timeout(5)) == b""
+        await wire.close()
+    finally:
+        for _, writer in silent:
+            writer.close()
+
+
+async def test_max_unauth_per_ip(start_server: Any, client_ctx: ssl.SSLContext) -> None:
+    server = await start_server(max_per_ip=100, max_unauth_per_ip=2, handshake_timeout=30)
+    silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+    try:
+        await asyncio.sleep(0.2)
         assert await tcp_closed_without_reply(server.port)
-        assert await tls_refused(server.port, client_ctx)
+        # Another address is not held back by this one's silent connections.
+        wire = await Wire.open(server.port, client_ctx, local="127.0.0.2")
+        assert (await wire.hello("elsewhere"))["type"] == "welcome"
+        await wire.close()
     finally:
         for _, writer in silent:
             writer.close()

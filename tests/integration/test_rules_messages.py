@@ -148,11 +148,14 @@ async def test_no_such_room(connect: Any) -> None:
 
 
 async def test_not_member(connect: Any) -> None:
+    """A public room tells an outsider it is not a member; a private one answers as absent."""
     alice = await connect("alice")
     bob = await connect("bob")
+    await make_room(alice, "Hall", public=True)
     await make_room(alice, "Den")
     await drain_all(alice, bob)
-    assert_error(await say(bob, "#Den", "let me in", ref="n"), "not_member", ref="n")
+    assert_error(await say(bob, "#Hall", "let me in", ref="n"), "not_member", ref="n")
+    assert_error(await say(bob, "#Den", "let me in", ref="p"), "no_such_room", ref="p")
     await alice.no_frame(0.3)
 
 
@@ -449,10 +452,14 @@ async def test_history_of_a_group_for_members_only(connect: Any) -> None:
     page = await bob.request({"type": "history", "with": "#Den"})
     assert page["messages"] == sent
     assert page["more"] is False
-    assert_error(await carol.request({"type": "history", "with": "#Den"}), "forbidden")
+    # Den is private: to outsiders it answers as a room that does not exist (PROTOCOL.md).
+    assert_error(await carol.request({"type": "history", "with": "#Den"}), "no_such_room")
     # a former member loses access
     assert (await bob.request({"type": "leave", "room": "Den"}))["type"] == "left"
-    assert_error(await bob.request({"type": "history", "with": "#Den"}), "forbidden")
+    assert_error(await bob.request({"type": "history", "with": "#Den"}), "no_such_room")
+    # a public room's history is for members only too, but the room is no secret
+    await make_room(alice, "Hall", public=True)
+    assert_error(await carol.request({"type": "history", "with": "#Hall"}), "forbidden")
 
 
 async def test_history_of_a_dm_shows_only_own_conversations(connect: Any) -> None:

@@ -19,7 +19,8 @@ def test_defaults_are_the_protocol_limits() -> None:
     assert config.chunk == 32 * 1024
     assert (config.rate_burst, config.rate_per_sec) == (20, 5.0)
     assert config.max_queue == 256 * 1024
-    assert (config.max_conns, config.max_per_ip, config.max_unauth) == (1024, 16, 64)
+    assert (config.max_conns, config.max_per_ip, config.max_unauth) == (1024, 16, 256)
+    assert config.max_unauth_per_ip == 8
     assert config.max_login_failures == 3
     assert config.max_members == 256
     assert config.max_rooms_per_user == 100

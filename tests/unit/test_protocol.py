@@ -647,8 +647,10 @@ def test_server_defaults_match_the_protocol() -> None:
     assert (config.rate_burst, config.rate_per_sec) == (20, 5.0)
     assert config.upload_rate == 4 * 1024 * 1024
     assert config.max_queue == 256 * 1024
-    assert (config.max_conns, config.max_per_ip, config.max_unauth) == (1024, 16, 64)
+    assert (config.max_conns, config.max_per_ip, config.max_unauth) == (1024, 16, 256)
+    assert config.max_unauth_per_ip == 8
     assert (config.max_login_failures, config.login_failure_window) == (3, 60.0)
+    assert (config.max_nick_failures, config.max_registrations) == (20, 10)
     assert (config.max_pending_uploads, config.upload_idle_timeout) == (2, 60.0)
     assert (config.max_members, config.max_rooms_per_user) == (256, 100)
     assert config.invite_ttl == 7 * 24 * 3600

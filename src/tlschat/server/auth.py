@@ -1,8 +1,14 @@
-"""Accounts' passwords: argon2id hashing off the event loop, bounded, and the failed-login throttle."""
+"""Accounts' passwords: argon2id hashing off the event loop, bounded; the failed-login throttle and
+the registration limit."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -33,16 +39,106 @@ class Passwords:
             return False
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """A login attempt holding its slots (`LoginThrottle.begin`)."""
+
+    nick_key: str
+    ip: str
+    started: float
+
+
 class LoginThrottle:
-    """At most `limit` failed logins per `window` seconds per nick and per IP address."""
+    """PROTOCOL.md "Limits and abuse", failed logins.
 
-    def __init__(self, limit: int, window: float) -> None:
-        self._by_nick = FailureWindow(limit, window)
-        self._by_ip = FailureWindow(limit, window)
+    Every `hello` that must check a password (or a token) takes a slot when it starts, so
+    parallel guesses count too: at most `per_ip` in a `window` per IP, and `per_nick` per nick
+    over all IPs. A success gives its slots back; a failure keeps them. The per-nick limit never
+    refuses an IP that has not failed for that nick within `remember` seconds: an attack on a
+    nick from elsewhere cannot lock its owner out.
+    """
 
-    def blocked_for(self, nick_key: str, ip: str) -> float:
-        return max(self._by_nick.blocked_for(nick_key), self._by_ip.blocked_for(ip))
+    def __init__(
+        self,
+        per_ip: int,
+        per_nick: int,
+        window: float,
+        remember: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_ip = per_ip
+        self.per_nick = per_nick
+        self.window = window
+        self.remember = remember
+        self._clock = clock
+        self._by_ip: dict[str, deque[float]] = {}
+        self._by_nick: dict[str, deque[float]] = {}
+        self._failed: dict[tuple[str, str], float] = {}
+        """(nick key, IP) -> when that IP last failed for that nick."""
 
-    def failed(self, nick_key: str, ip: str) -> None:
-        self._by_nick.record(nick_key)
-        self._by_ip.record(ip)
+    def begin(self, nick_key: str, ip: str) -> Attempt | float:
+        """Take the slots for an attempt, or return the seconds to wait (`rate_limited`)."""
+        now = self._clock()
+        ip_slots = self._slots(self._by_ip, ip, now)
+        nick_slots = self._slots(self._by_nick, nick_key, now)
+        waits = []
+        if len(ip_slots) >= self.per_ip:
+            waits.append(self.window - (now - ip_slots[-self.per_ip]))
+        if len(nick_slots) >= self.per_nick and self._has_failed(nick_key, ip, now):
+            waits.append(self.window - (now - nick_slots[-self.per_nick]))
+        if waits:
+            self._drop_empty(ip, nick_key)
+            return max(0.001, max(waits))
+        ip_slots.append(now)
+        nick_slots.append(now)
+        return Attempt(nick_key, ip, now)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """The attempt was right: its slots go back."""
+        for table, key in ((self._by_ip, attempt.ip), (self._by_nick, attempt.nick_key)):
+            slots = table.get(key)
+            if slots is not None:
+                with contextlib.suppress(ValueError):
+                    slots.remove(attempt.started)
+        self._drop_empty(attempt.ip, attempt.nick_key)
+
+    def failed(self, attempt: Attempt) -> None:
+        """The attempt was wrong: its slots stay taken until the window passes."""
+        now = self._clock()
+        self._failed[(attempt.nick_key, attempt.ip)] = now
+        if len(self._failed) > 10_000:  # keep the memory bounded under a spraying attack
+            cutoff = now - self.remember
+            self._failed = {k: t for k, t in self._failed.items() if t > cutoff}
+
+    def abandoned(self, attempt: Attempt) -> None:
+        """The attempt ended without a verdict (an error of ours): treat it as a success."""
+        self.succeeded(attempt)
+
+    def _has_failed(self, nick_key: str, ip: str, now: float) -> bool:
+        when = self._failed.get((nick_key, ip))
+        return when is not None and now - when < self.remember
+
+    def _slots(self, table: dict[str, deque[float]], key: str, now: float) -> deque[float]:
+        slots = table.setdefault(key, deque())
+        while slots and now - slots[0] >= self.window:
+            slots.popleft()
+        return slots
+
+    def _drop_empty(self, ip: str, nick_key: str) -> None:
+        if not self._by_ip.get(ip, True):
+            del self._by_ip[ip]
+        if not self._by_nick.get(nick_key, True):
+            del self._by_nick[nick_key]
+
+
+class RegistrationLimit:
+    """At most `limit` new accounts per IP per `window` (PROTOCOL.md: 10 an hour)."""
+
+    def __init__(self, limit: int, window: float = 3600.0) -> None:
+        self._window = FailureWindow(limit, window)
+
+    def blocked_for(self, ip: str) -> float:
+        return self._window.blocked_for(ip)
+
+    def registered(self, ip: str) -> None:
+        self._window.record(ip)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import signal
 import ssl
 import sys
 from asyncio import sslproto
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -18,11 +20,13 @@ from tlschat import tls
 from tlschat.config import ConfigError, ServerConfig
 from tlschat.protocol import ALPN, Bye, TlsChatError
 from tlschat.server.connection import Session
+from tlschat.server.datadir import DataDirBusy, DataDirLock, make_private_dir
 from tlschat.server.files import FileStore
 from tlschat.server.hub import LocalHub
 from tlschat.server.registry import Invitation, Registry, Room
 from tlschat.server.rules import Context, Rules
 from tlschat.server.sqlite_store import SqliteStore
+from tlschat.server.store import StoreUnavailable
 
 log = logging.getLogger("tlschat.server")
 
@@ -49,6 +53,7 @@ class ChatServer:
         self.registry = Registry()
         self.hub = LocalHub()
         self.store = SqliteStore(self.data_dir / "tlschat.db")
+        self._lock = DataDirLock(self.data_dir)
         self.rules: Rules | None = None
         self.files: FileStore | None = None
         self.ssl_context: ssl.SSLContext | None = None
@@ -59,7 +64,10 @@ class ChatServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._sessions: set[Session] = set()
         self._per_ip: Counter[str] = Counter()
-        self._unauthenticated = 0
+        self._waiting: dict[asyncio.Task[None], Callable[[], None]] = {}
+        """Connections not logged in yet, oldest first, each with how to drop it."""
+        self._waiting_per_ip: Counter[str] = Counter()
+        self._evicted = 0
         self._refused = 0
         self._refused_logged_at = float("-inf")
         self._background: list[asyncio.Task[None]] = []
@@ -68,15 +76,30 @@ class ChatServer:
     # --- start ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        cfg = self.config
         if getattr(sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER:
             sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
         try:
-            await asyncio.to_thread(self.data_dir.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(make_private_dir, self.data_dir)
         except OSError as exc:
             raise StartupError(
                 f"cannot create data directory {self.data_dir}: {exc.strerror}"
             ) from None
+        try:
+            self._lock.acquire()
+        except DataDirBusy as exc:
+            raise StartupError(str(exc)) from None
+        except OSError as exc:
+            raise StartupError(
+                f"cannot lock data directory {self.data_dir}: {exc.strerror}"
+            ) from None
+        try:
+            await self._start_locked()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def _start_locked(self) -> None:
+        cfg = self.config
         cert, key = cfg.cert, cfg.key
         if cert is None or key is None:
             from tlschat import certs
@@ -138,6 +161,9 @@ class ChatServer:
             await asyncio.sleep(seconds)
             try:
                 await job()  # type: ignore[operator]
+            except StoreUnavailable as exc:
+                # Disk full or the like: said in one line; the job runs again next time.
+                log.warning("background job postponed: %s", exc.message)
             except Exception:
                 log.exception("background job failed")
 
@@ -149,9 +175,20 @@ class ChatServer:
             return "max_conns"
         if self._per_ip[ip] >= cfg.max_per_ip:
             return "max_per_ip"
-        if self._unauthenticated >= cfg.max_unauth:
-            return "max_unauth"
+        if self._waiting_per_ip[ip] >= cfg.max_unauth_per_ip:
+            return "max_unauth_per_ip"
         return None
+
+    def _make_room_to_wait(self) -> None:
+        """All `max_unauth` places for connections not yet logged in are taken: the one that has
+        waited longest goes (PROTOCOL.md), so a flood of silent connections from many addresses
+        slows a prompt client down but never shuts it out."""
+        while len(self._waiting) >= self.config.max_unauth:
+            oldest, drop = next(iter(self._waiting.items()))
+            del self._waiting[oldest]
+            drop()
+            self._evicted += 1
+            self._log_refusal("many addresses", "max_unauth: closed the longest-waiting one")
 
     def _log_refusal(self, ip: str, why: str) -> None:
         """One warning per REFUSAL_LOG_INTERVAL, with a count: a flood must not flood the log."""
@@ -176,17 +213,33 @@ class ChatServer:
         assert task is not None
         loop = asyncio.get_running_loop()
         accepted_at = loop.time()
+        self._make_room_to_wait()
         self._connections.add(task)
         self._per_ip[ip] += 1
-        self._unauthenticated += 1
-        counted_unauth = True
+        self._waiting_per_ip[ip] += 1
+        waiting = True
+        raw = writer.transport
         session: Session | None = None
+        evicted = False
+
+        def drop() -> None:
+            """Evict: a session is aborted; a handshake in progress is cancelled (so asyncio's
+            start_tls cleans up after itself rather than finding its transport gone)."""
+            nonlocal evicted
+            evicted = True
+            if session is not None:
+                session.abort("evicted")
+            else:
+                task.cancel()
+
+        self._waiting[task] = drop
 
         def logged_in() -> None:
-            nonlocal counted_unauth
-            if counted_unauth:
-                self._unauthenticated -= 1
-                counted_unauth = False
+            nonlocal waiting
+            if waiting:
+                waiting = False
+                self._waiting.pop(task, None)
+                self._stop_waiting(ip)
 
         try:
             assert self.ssl_context is not None
@@ -194,9 +247,15 @@ class ChatServer:
                 await writer.start_tls(
                     self.ssl_context, ssl_handshake_timeout=self.config.handshake_timeout
                 )
-            except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
+            except (ssl.SSLError, ConnectionError, OSError, TimeoutError, AttributeError) as exc:
+                # AttributeError: asyncio's start_tls returns no transport when the connection
+                # was dropped during the handshake (evicted as the longest waiting, say).
                 log.debug("TLS handshake with %s failed: %s", ip, exc)
-                writer.transport.abort()
+                (writer.transport or raw).abort()
+                return
+            except asyncio.CancelledError:
+                if not evicted:
+                    raise
                 return
             ssl_object = writer.get_extra_info("ssl_object")
             if ssl_object is None or ssl_object.selected_alpn_protocol() != ALPN:
@@ -226,8 +285,14 @@ class ChatServer:
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
-            if counted_unauth:
-                self._unauthenticated -= 1
+            if waiting:
+                self._waiting.pop(task, None)
+                self._stop_waiting(ip)
+
+    def _stop_waiting(self, ip: str) -> None:
+        self._waiting_per_ip[ip] -= 1
+        if self._waiting_per_ip[ip] <= 0:
+            del self._waiting_per_ip[ip]
 
     # --- stop ----------------------------------------------------------------------------------
 
@@ -257,6 +322,7 @@ class ChatServer:
         except Exception:
             log.exception("flushing delivery marks")
         await self.store.close()
+        self._lock.release()
         log.info("stopped")
 
 
@@ -285,19 +351,6 @@ def listen_port(line: str) -> int | None:
 
 
 async def _serve(config: ServerConfig) -> int:
-    server = ChatServer(config)
-    await server.start()
-    print(
-        listening_line(server.data_dir, config.host, server.port, config.tls_min), file=sys.stderr
-    )
-    print(f"certificate: {server.cert_path}", file=sys.stderr)
-    print(f"SHA-256 fingerprint: {server.fingerprint}", file=sys.stderr, flush=True)
-    if config.keylog:
-        log.warning(
-            "!!! --keylog is on: TLS secrets are written to %s; anyone with that file can "
-            "decrypt captured traffic. Use it only to debug. !!!",
-            config.keylog,
-        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -311,20 +364,40 @@ async def _serve(config: ServerConfig) -> int:
     # through its self-pipe, and under load (thousands of connections, store threads waking the
     # loop) that pipe can be full, so the signal was lost (BlockingIOError) and the daemon stayed
     # up. A Python handler always runs; call_soon_threadsafe only needs the loop to turn.
+    # Installed before anything starts, so no signal finds the default action (SIGHUP kills).
     previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
+    server = ChatServer(config)
+    started = False
     try:
+        await server.start()
+        started = True
+        print(
+            listening_line(server.data_dir, config.host, server.port, config.tls_min),
+            file=sys.stderr,
+        )
+        print(f"certificate: {server.cert_path}", file=sys.stderr)
+        print(f"SHA-256 fingerprint: {server.fingerprint}", file=sys.stderr, flush=True)
+        if config.keylog:
+            log.warning(
+                "!!! --keylog is on: TLS secrets are written to %s; anyone with that file can "
+                "decrypt captured traffic. Use it only to debug. !!!",
+                config.keylog,
+            )
         await stop.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        await server.close()
+        if started:
+            await server.close()
     return 0
 
 
 def run(config: ServerConfig) -> int:
     """`tlschat serve`: run until SIGINT/SIGTERM; exit status 0, or 2 with one line on stderr."""
     _setup_logging(config.log_level)
+    # Everything the daemon creates (database, keys, uploads, their folders) is its own alone.
+    os.umask(0o077)
     try:
         return asyncio.run(_serve(config))
     except (StartupError, ConfigError, TlsChatError) as exc:

@@ -32,6 +32,7 @@ from tlschat.protocol import (
 )
 from tlschat.ratelimit import TokenBucket
 from tlschat.server import imaging
+from tlschat.server.image_check import ImageChecker
 from tlschat.server.store import StoredBlob, StoredFile
 
 if TYPE_CHECKING:
@@ -46,9 +47,6 @@ T = TypeVar("T")
 
 MAX_DOWNLOADS = 4
 """Downloads one connection may run at once (each holds a task and reads a file)."""
-
-DECODES_AT_ONCE = 2
-"""Images decoded at once: a decode may take a few hundred MB, so bound them server-wide."""
 
 FILE_ID_MAX = 64
 RETRY_PENDING_MS = 1000
@@ -243,7 +241,7 @@ class FileStore:
         self._buckets_pruned_at = 0
         self._downloads: dict[Session, set[asyncio.Task[None]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._decodes = asyncio.Semaphore(DECODES_AT_ONCE)
+        self._checker = ImageChecker()
         self._sending: dict[str, tuple[int, float]] = {}
         """File id -> (sends in progress, loop time of the last one begun): not collected."""
         self._collect_lock = asyncio.Lock()
@@ -451,8 +449,7 @@ class FileStore:
                 blob = await self.store.file_blob(digest)
                 if blob is None:
                     try:
-                        async with self._decodes:
-                            found = await upload.run(imaging.analyse, upload.temp)
+                        found = await self._checker.analyse(upload.temp, upload.owner)
                     except imaging.BadImage as exc:
                         log.debug("upload %s is no image: %r", upload.id, exc.__cause__ or exc)
                         raise RequestError(ErrorCode.BAD_FILE, str(exc)) from None

@@ -1,4 +1,9 @@
-"""What an upload is, from its bytes alone; images verified by decoding. Blocking: use a thread."""
+"""What an upload is, from its bytes alone; images verified by decoding.
+
+Blocking and, for hostile bytes, costly: the daemon runs `analyse` in a child process of its
+own (`python -m tlschat.server.imaging PATH`, see server/image_check.py) with a memory and a
+CPU limit, so an image bomb can cost neither the daemon's memory nor its time.
+"""
 
 from __future__ import annotations
 
@@ -23,13 +28,17 @@ IMAGE_FORMATS: dict[str, tuple[str, str]] = {
 SNIFF_BYTES = 8192
 """How much of the head `filetype` looks at."""
 
-MAX_PIXELS = 50_000_000
+MAX_PIXELS = 16 * 1024 * 1024
 """Refuse larger canvases before decoding a single pixel: a few bytes may declare a huge image
-(a decompression bomb). 50 megapixels is about 200 MB decoded, and more than any camera photo
-that fits in the default 10 MiB `max_upload`."""
+(a decompression bomb). 16 megapixels decode to at most 64 MiB (4 bytes a pixel): the bound on
+what checking one image may cost (a 4900x3300 photo still fits)."""
 
 ANIMATION_BUDGET = 4 * MAX_PIXELS
 """Pixels decoded in all of an animation's frames; past it the rest is not checked."""
+
+MAX_FRAMES = 256
+"""Frames of an animation checked at most; the rest is not decoded (a GIF of 300 000 one-pixel
+frames would otherwise take seconds of CPU). Never asks for `n_frames`, which reads them all."""
 
 
 class BadImage(Exception):
@@ -75,12 +84,14 @@ def decode(path: Path, fmt: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int
         with Image.open(path, formats=[fmt]) as img:
             width, height = img.size
             img.load()
-            frames = getattr(img, "n_frames", 1)
             budget = ANIMATION_BUDGET - width * height
-            for index in range(1, frames):
-                if budget < width * height:
+            for index in range(1, MAX_FRAMES):
+                if budget < width * height or not getattr(img, "is_animated", False):
                     break
-                img.seek(index)
+                try:
+                    img.seek(index)
+                except EOFError:
+                    break
                 img.load()
                 budget -= width * height
     except BadImage:
@@ -98,3 +109,33 @@ def _check_size(size: tuple[int, int], max_pixels: int) -> None:
         raise BadImage("the image has no pixels")
     if width * height > max_pixels:
         raise BadImage(f"the image is too large ({width}x{height} pixels)")
+
+
+# --- the child process: `python -m tlschat.server.imaging PATH` -------------------------------
+
+CHILD_MEMORY = 512 * 1024 * 1024
+"""Address space the checking process may use: Python, Pillow and one 64 MiB image fit."""
+CHILD_CPU_SECONDS = 10
+
+
+def _child(path: str) -> None:
+    """Print the analysis of `path` as one JSON line: `{"mime",...}` or `{"error": TEXT}`."""
+    import json
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
+    resource.setrlimit(resource.RLIMIT_CPU, (CHILD_CPU_SECONDS, CHILD_CPU_SECONDS))
+    try:
+        found = analyse(Path(path))
+    except BadImage as exc:
+        print(json.dumps({"error": str(exc)}))
+    except MemoryError:
+        print(json.dumps({"error": "the image needs too much memory to check"}))
+    else:
+        print(json.dumps({"mime": found.mime, "width": found.width, "height": found.height}))
+
+
+if __name__ == "__main__":
+    import sys
+
+    _child(sys.argv[1])

@@ -14,10 +14,11 @@ from tlschat.protocol import (
     Reply,
     RequestError,
     encode,
+    is_valid_name,
     parse_address,
 )
 from tlschat.server.hub import Hub
-from tlschat.server.registry import Registry, User
+from tlschat.server.registry import Registry, Room, User
 from tlschat.server.store import Store
 
 if TYPE_CHECKING:
@@ -126,3 +127,17 @@ def logged_in_user(peer: Peer) -> User:
     user = peer.user
     assert user is not None, "the state table serves this only after hello"
     return user
+
+
+def room_seen_by(ctx: Context, user: User, name: str) -> Room:
+    """The room `name` as `user` may know it, or `no_such_room`.
+
+    PROTOCOL.md "Groups": a private room is answered, to anyone neither in it nor invited to it,
+    exactly as a room that does not exist (so its name cannot be probed).
+    """
+    room = ctx.registry.room(name) if is_valid_name(name) else None
+    if room is None or (
+        not room.public and not room.is_member(user.key) and user.key not in room.invites
+    ):
+        raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name[:40]}")
+    return room

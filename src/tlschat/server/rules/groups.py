@@ -30,7 +30,7 @@ from tlschat.protocol import (
 from tlschat.server.coalesce import Coalescer
 from tlschat.server.fit import fit_rooms
 from tlschat.server.registry import Invitation, Room, User
-from tlschat.server.rules.base import Context, Peer, logged_in_user
+from tlschat.server.rules.base import Context, Peer, logged_in_user, room_seen_by
 from tlschat.server.rules.session import public_info, room_info
 from tlschat.server.store import StoredInvite, StoredMember
 
@@ -47,14 +47,6 @@ class GroupRules:
         self._room_news = Coalescer(ANNOUNCE_WINDOW)
 
     # --- checks ------------------------------------------------------------------------------
-
-    def _room_or_fail(self, name: str) -> Room:
-        if not is_valid_name(name):
-            raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name[:40]}")
-        room = self.ctx.registry.room(name)
-        if room is None:
-            raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name}")
-        return room
 
     def _check_room_limit(self, user: User) -> None:
         limit = self.ctx.config.max_rooms_per_user
@@ -129,7 +121,7 @@ class GroupRules:
 
     async def invite(self, peer: Peer, f: Invite) -> None:
         user = logged_in_user(peer)
-        room = self._room_or_fail(f.room)
+        room = room_seen_by(self.ctx, user, f.room)
         if not room.is_member(user.key):
             raise RequestError(ErrorCode.NOT_MEMBER, f"only members of {room.name} may invite")
         nick, registered = await self._invitee(f.nick)
@@ -183,7 +175,7 @@ class GroupRules:
 
     async def leave(self, peer: Peer, f: Leave) -> None:
         user = logged_in_user(peer)
-        room = self._room_or_fail(f.room)
+        room = room_seen_by(self.ctx, user, f.room)
         if not room.is_member(user.key):
             raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
         self.ctx.reply(peer, Left(room=room.name), f.ref)

@@ -18,7 +18,7 @@ from tlschat.protocol import (
 )
 from tlschat.server.fit import fit_history
 from tlschat.server.registry import Room, User
-from tlschat.server.rules.base import Context, Peer, address, logged_in_user
+from tlschat.server.rules.base import Context, Peer, address, logged_in_user, room_seen_by
 from tlschat.server.store import NewMessage, StoredMessage
 
 
@@ -37,9 +37,7 @@ class MessageRules:
         return name_key(nick), account.nick
 
     def _member_room(self, user: User, name: str) -> Room:
-        room = self.ctx.registry.room(name)
-        if room is None:
-            raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name}")
+        room = room_seen_by(self.ctx, user, name)
         if not room.is_member(user.key):
             raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
         return room
@@ -112,9 +110,7 @@ class MessageRules:
                 dm=(user.identity, target[0]), before=f.before, limit=f.limit
             )
         else:
-            room = ctx.registry.room(name)
-            if room is None:
-                raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name}")
+            room = room_seen_by(ctx, user, name)
             if not room.is_member(user.key):
                 raise RequestError(
                     ErrorCode.FORBIDDEN, f"only members of {room.name} may read its history"

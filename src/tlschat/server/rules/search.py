@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tlschat.protocol import ErrorCode, RequestError, SearchRequest, SearchResult
 from tlschat.server.fit import fit_search
-from tlschat.server.rules.base import Context, Peer, address, logged_in_user
+from tlschat.server.rules.base import Context, Peer, address, logged_in_user, room_seen_by
 from tlschat.server.rules.messages import MessageRules, message_frames
 from tlschat.server.search import parse_query
 
@@ -39,9 +39,7 @@ class SearchRules:
                 dm = (user.identity, target[0])
                 rooms = {}
             else:
-                room = ctx.registry.room(name)
-                if room is None or (not room.public and not room.is_member(user.key)):
-                    raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no room {name}")
+                room = room_seen_by(ctx, user, name)  # the same answers as `history`
                 if not room.is_member(user.key):
                     raise RequestError(
                         ErrorCode.FORBIDDEN, f"only members of {room.name} may search it"

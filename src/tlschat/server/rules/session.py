@@ -26,7 +26,7 @@ from tlschat.protocol import (
     is_valid_name,
     name_key,
 )
-from tlschat.server.auth import LoginThrottle, Passwords
+from tlschat.server.auth import Attempt, LoginThrottle, Passwords, RegistrationLimit
 from tlschat.server.fit import encode_with_online, fit_users, fit_welcome
 from tlschat.server.registry import Room, User
 from tlschat.server.rules.base import Context, Peer, logged_in_user
@@ -39,9 +39,11 @@ class SessionRules:
     def __init__(self, ctx: Context, remove_member: Any) -> None:
         self.ctx = ctx
         self.passwords = Passwords(ctx.config.hash_concurrency)
+        cfg = ctx.config
         self.throttle = LoginThrottle(
-            ctx.config.max_login_failures, ctx.config.login_failure_window
+            cfg.max_login_failures, cfg.max_nick_failures, cfg.login_failure_window
         )
+        self.registrations = RegistrationLimit(cfg.max_registrations)
         self._remove_member = remove_member
         self._dirty: set[str] = set()
         """Registered users whose delivery mark moved since the last flush."""
@@ -63,22 +65,13 @@ class SessionRules:
         key = name_key(nick)
         if peer.peer_cn is not None and key != name_key(peer.peer_cn):
             raise RequestError(ErrorCode.NICK_INVALID, f"your certificate is for {peer.peer_cn!r}")
-        wait = self.throttle.blocked_for(key, peer.peer_ip)
-        if wait:
-            raise RequestError(
-                ErrorCode.RATE_LIMITED,
-                "too many failed logins",
-                retry_after_ms=int(wait * 1000) + 1,
-            )
         account = await ctx.store.get_user(key)
         if account is not None:
             if f.password is None:
                 raise RequestError(
                     ErrorCode.AUTH_REQUIRED, f"{account.nick} is registered: password required"
                 )
-            if not await self.passwords.verify(account.pw_hash, f.password):
-                self.throttle.failed(key, peer.peer_ip)
-                raise RequestError(ErrorCode.AUTH_FAILED, "wrong password")
+            await self._check_password(peer, key, account.pw_hash, f.password)
             user = User(nick=account.nick, registered=True, last_delivered=account.last_delivered)
         else:
             if ctx.hub.online(key) is not None:
@@ -91,15 +84,7 @@ class SessionRules:
                     )
                 user = User(nick=nick, registered=False, last_delivered=ctx.last_id)
             else:
-                if not f.password:
-                    raise RequestError(
-                        ErrorCode.BAD_REQUEST, "member 'password': must not be empty"
-                    )
-                pw_hash = await self.passwords.hash(f.password)
-                if not await ctx.store.create_user(key, nick, pw_hash):
-                    raise RequestError(ErrorCode.NICK_TAKEN, f"{nick} was registered just now")
-                log.info("registered %s", nick)
-                user = User(nick=nick, registered=True, last_delivered=ctx.last_id)
+                user = await self._register(peer, key, nick, f.password)
         partners = await self._dm_partners(user) if user.registered else {}
         # Awaits above let others in: check again before taking the nick.
         online = ctx.hub.online(key)
@@ -121,6 +106,43 @@ class SessionRules:
                 last = await self._replay(peer, user, after)
         finally:
             peer.end_replay(last)
+
+    async def _check_password(self, peer: Peer, key: str, pw_hash: str, password: str) -> None:
+        """Return if `password` is right, else refuse; the attempt counts from its start."""
+        attempt = self.throttle.begin(key, peer.peer_ip)
+        if not isinstance(attempt, Attempt):
+            raise RequestError(
+                ErrorCode.RATE_LIMITED,
+                "too many failed logins",
+                retry_after_ms=int(attempt * 1000) + 1,
+            )
+        try:
+            right = await self.passwords.verify(pw_hash, password)
+        except BaseException:
+            self.throttle.abandoned(attempt)
+            raise
+        if not right:
+            self.throttle.failed(attempt)
+            log.info("failed login for %s from %s", key, peer.peer_ip)
+            raise RequestError(ErrorCode.AUTH_FAILED, "wrong password")
+        self.throttle.succeeded(attempt)
+
+    async def _register(self, peer: Peer, key: str, nick: str, password: str) -> User:
+        if not password:
+            raise RequestError(ErrorCode.BAD_REQUEST, "member 'password': must not be empty")
+        wait = self.registrations.blocked_for(peer.peer_ip)
+        if wait:
+            raise RequestError(
+                ErrorCode.RATE_LIMITED,
+                "too many new accounts from your address: try again later",
+                retry_after_ms=int(wait * 1000) + 1,
+            )
+        pw_hash = await self.passwords.hash(password)
+        if not await self.ctx.store.create_user(key, nick, pw_hash):
+            raise RequestError(ErrorCode.NICK_TAKEN, f"{nick} was registered just now")
+        self.registrations.registered(peer.peer_ip)
+        log.info("registered %s from %s", nick, peer.peer_ip)
+        return User(nick=nick, registered=True, last_delivered=self.ctx.last_id)
 
     async def _replay(self, peer: Peer, user: User, after: int) -> int:
         ctx = self.ctx
