@@ -476,6 +476,9 @@ async def test_search_with_one_conversation(connect: Any) -> None:
     await say(alice, "@bob", "topic dm bob")
     await say(alice, "@carol", "topic dm carol")
     await say(alice, "#Den", "topic den")
+    await say(carol, "#Open", "topic in a public room alice is not in")
+    await say(bob, "@carol", "topic between bob and carol")
+    assert await found(alice, "topic") == ["topic den", "topic dm carol", "topic dm bob"]
     assert await found(alice, "topic", **{"with": "@BOB"}) == ["topic dm bob"]
     assert await found(alice, "topic", **{"with": "#den"}) == ["topic den"]
     assert await found(alice, "topic", **{"with": "@alice"}) == []
