@@ -146,3 +146,16 @@ async def test_emptying_the_line_deletes_after_confirming() -> None:
         dialog.query_one("#confirm-yes", Button).press()
         await wait_for(pilot, lambda: client.calls_to("delete"), "a delete sent")
         await wait_for(pilot, lambda: any("message deleted" in x for x in log.plain_lines), "gone")
+
+
+async def test_a_change_to_a_conversation_not_open_opens_nothing() -> None:
+    client = fake()
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await main_screen(pilot)
+        old = client.make_message("alice", "@bob", "old")  # stored, never pushed
+        client.push(entry(old, 100, text="older", edit_of=old.id))
+        client.push(entry(old, 101, text="", delete_of=old.id))
+        client.receive("carol", "@bob", "a marker")
+        await wait_for(pilot, lambda: screen.pane_for("@carol") is not None, "carol's pane")
+        assert screen.pane_for("@alice") is None

@@ -192,6 +192,8 @@ class MainScreen(Screen[None]):
     async def deliver(self, message: protocol.Message) -> None:
         """File a message under its conversation, opening the pane if needed; count it unread."""
         address = self.state.conversation_of(message)
+        if (message.edit_of or message.delete_of) and self.pane_for(address) is None:
+            return  # a change to a message not shown: it opens nothing (history has it as is)
         pane = await self.open_conversation(address, activate=False)
         added = pane.log_view.add_messages([message])
         self.query_one(TypingLine).message_from(address, message.from_)
