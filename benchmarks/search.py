@@ -4,8 +4,8 @@ Fills a fresh SQLite store directly (no server, no TLS) with N messages — half
 in direct conversations among 200 users, 6-14 words each from a 5000-word vocabulary with a
 Zipf-like frequency — through the store's own schema and FTS triggers, then times
 `SqliteStore.search()` as the server calls it, for one user (a member of 5 rooms: about 3% of
-the messages are theirs to search), query by query: the median, 95th percentile and worst of
-`--repeat` runs, in milliseconds.
+the messages are theirs to search) and for a newcomer who can read nothing yet, query by
+query: the median, 95th percentile and worst of `--repeat` runs, in milliseconds.
 
     python benchmarks/search.py --messages 1000000 --repeat 20
 """
@@ -109,6 +109,8 @@ async def time_queries(path: Path, words: list[str], repeat: int) -> None:
             ("quoted phrase", f'"{common} {words[1]}"', {}),
             ("no match", "zzzzqx", {}),
             ("common (prefix), one room", common, {"room": True}),
+            ('"common", a newcomer', f'"{common}"', {"newcomer": True}),
+            ("common (prefix), a newcomer", common, {"newcomer": True}),
             ("common (prefix), page 2", common, {"before": top_id // 2}),
             ("rare, limit 50", rare, {"limit": 50}),
         ]
@@ -120,6 +122,8 @@ async def time_queries(path: Path, words: list[str], repeat: int) -> None:
             before = options.get("before")
             scope = {"r0": 0} if options.get("room") else rooms
             identity = None if options.get("room") else "u0"
+            if options.get("newcomer"):  # nothing to read yet: the whole index is not theirs
+                scope, identity = {}, "newcomer"
             times = []
             found = 0
             for _ in range(repeat):

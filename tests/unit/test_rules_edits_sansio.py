@@ -11,7 +11,7 @@ import pytest
 from tests.sessionpair import Client, SessionPair, config_for
 
 from tlschat.server.search import SearchQuery, parse_query
-from tlschat.server.sqlite_store import fts_match
+from tlschat.server.sqlite_store import conv_word, fts_match
 
 
 @pytest.fixture
@@ -66,7 +66,20 @@ def test_parse_query(query: str, expected: SearchQuery | None) -> None:
 def test_fts_match_quotes_every_phrase_and_only_the_last_may_be_a_prefix() -> None:
     q = parse_query('"new york" OR NEAR deplo')
     assert q is not None
-    assert fts_match(q) == '"new york" AND "OR" AND "NEAR" AND "deplo" *'
+    assert (
+        fts_match(q) == 'text : "new york" AND text : "OR" AND text : "NEAR" AND text : "deplo" *'
+    )
+    scoped = fts_match(q, [["d616c"], ["d61", "d62"]])
+    assert scoped.endswith(' AND ((conv : "d616c") OR (conv : "d61" AND conv : "d62"))')
+
+
+def test_conv_words_are_what_the_generated_column_writes() -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    for kind, key in (("r", "den.x-1"), ("d", "~gus~0a1b")):
+        (sql_hex,) = conn.execute("SELECT lower(? || hex(?))", (kind, key)).fetchone()
+        assert conv_word(kind, key) == sql_hex
 
 
 # --- edit and delete --------------------------------------------------------------------------

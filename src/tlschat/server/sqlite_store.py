@@ -125,34 +125,44 @@ MIGRATIONS: list[str] = [
     # the sender's identity: who may edit. messages_fts indexes the messages' current text
     # (external content: no second copy of the text), kept in step by triggers in the same
     # transaction as each write: entries are never indexed, deleted messages leave the index.
+    # It also indexes `conv`, a word per conversation a message belongs to (`r` + the room
+    # key in hex, or `d` + each party's identity in hex), so a search is confined to the user's
+    # conversations inside FTS5 itself: a common word is not looked up message by message in
+    # the whole server's history when the user can read only a little of it.
     """
     ALTER TABLE messages ADD COLUMN sender_id TEXT;
     ALTER TABLE messages ADD COLUMN edit_of INTEGER;
     ALTER TABLE messages ADD COLUMN delete_of INTEGER;
     ALTER TABLE messages ADD COLUMN edited TEXT;
     ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN conv TEXT GENERATED ALWAYS AS (
+        CASE WHEN room_key IS NOT NULL THEN 'r' || hex(room_key)
+        ELSE 'd' || hex(dm_a) || ' d' || hex(dm_b) END
+    ) VIRTUAL;
     CREATE INDEX messages_edit_of ON messages(edit_of) WHERE edit_of IS NOT NULL;
     CREATE VIRTUAL TABLE messages_fts USING fts5(
-        text, content='messages', content_rowid='id',
+        text, conv, content='messages', content_rowid='id',
         tokenize='unicode61 remove_diacritics 0'
     );
-    INSERT INTO messages_fts(rowid, text) SELECT id, text FROM messages;
+    INSERT INTO messages_fts(rowid, text, conv) SELECT id, text, conv FROM messages;
     CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
     WHEN new.edit_of IS NULL AND new.delete_of IS NULL AND new.deleted = 0
     BEGIN
-        INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text);
+        INSERT INTO messages_fts(rowid, text, conv) VALUES (new.id, new.text, new.conv);
     END;
     CREATE TRIGGER messages_fts_update AFTER UPDATE OF text, deleted ON messages
     WHEN old.edit_of IS NULL AND old.delete_of IS NULL
     BEGIN
-        INSERT INTO messages_fts(messages_fts, rowid, text)
-            SELECT 'delete', old.id, old.text WHERE old.deleted = 0;
-        INSERT INTO messages_fts(rowid, text) SELECT new.id, new.text WHERE new.deleted = 0;
+        INSERT INTO messages_fts(messages_fts, rowid, text, conv)
+            SELECT 'delete', old.id, old.text, old.conv WHERE old.deleted = 0;
+        INSERT INTO messages_fts(rowid, text, conv)
+            SELECT new.id, new.text, new.conv WHERE new.deleted = 0;
     END;
     CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
     WHEN old.edit_of IS NULL AND old.delete_of IS NULL AND old.deleted = 0
     BEGIN
-        INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO messages_fts(messages_fts, rowid, text, conv)
+            VALUES ('delete', old.id, old.text, old.conv);
     END;
     """,
 ]
@@ -189,16 +199,28 @@ def _message(row: Any) -> StoredMessage:
     )
 
 
-def fts_match(query: SearchQuery) -> str:
+def fts_match(query: SearchQuery, scope: list[list[str]] | None = None) -> str:
     """An FTS5 query: each phrase quoted (so FTS5 splits it into words with the same tokenizer
-    as the messages, and nothing in it is FTS5 syntax), all required, the last word a prefix if
-    the query allows it."""
+    as the messages, and nothing in it is FTS5 syntax), all required in `text`, the last word a
+    prefix if the query allows it; and, with `scope`, in one of these conversations (each a
+    list of `conv` words that must all be there)."""
     parts = []
     for phrase in query.phrases:
-        parts.append('"' + " ".join(word.replace('"', '""') for word in phrase) + '"')
+        parts.append('text : "' + " ".join(word.replace('"', '""') for word in phrase) + '"')
     if query.prefix:
         parts[-1] += " *"
+    if scope:
+        alternatives = [
+            "(" + " AND ".join(f'conv : "{word}"' for word in words) + ")" for words in scope
+        ]
+        parts.append("(" + " OR ".join(alternatives) + ")")
     return " AND ".join(parts)
+
+
+def conv_word(kind: str, key: str) -> str:
+    """The `conv` word of a room (`r`) or of one party of direct conversations (`d`), as the
+    generated column of migration 4 writes it (hex of the UTF-8 bytes; FTS5 folds the case)."""
+    return kind + key.encode().hex()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -601,19 +623,26 @@ class SqliteStore:
         before: int | None,
         limit: int,
     ) -> tuple[list[StoredMessage], bool]:
+        # The scope twice: as `conv` words inside FTS5 (fast), and exactly in SQL (rooms since
+        # joining, the very pair of a direct conversation).
         clauses: list[str] = []
-        params: list[Any] = [fts_match(query)]
+        params: list[Any] = []
+        scope: list[list[str]] = []
         if identity is not None:
             clauses.append("(m.dm_a = ? OR m.dm_b = ?)")
             params += [identity, identity]
+            scope.append([conv_word("d", identity)])
         if dm is not None:
             clauses.append("(m.dm_a = ? AND m.dm_b = ?)")
             params += sorted(dm)
+            scope.append([conv_word("d", party) for party in sorted(set(dm))])
         for room_key, joined_after in rooms.items():
             clauses.append("(m.room_key = ? AND m.id > ?)")
             params += [room_key, joined_after]
+            scope.append([conv_word("r", room_key)])
         if not clauses or before == 0:
             return [], False
+        params.insert(0, fts_match(query, scope))
         where = f"messages_fts MATCH ? AND ({' OR '.join(clauses)})"
         if before is not None:
             where += " AND messages_fts.rowid < ?"
