@@ -189,7 +189,8 @@ ERROR_CODES = frozenset(
     "bad_frame frame_too_large bad_request unknown_type not_logged_in version_unsupported "
     "nick_invalid nick_taken auth_required auth_failed no_such_user no_such_room room_exists "
     "room_invalid not_member already_member no_invite text_too_long too_large bad_file "
-    "hash_mismatch no_such_file forbidden rate_limited internal".split()
+    "hash_mismatch no_such_file no_such_message forbidden banned registration_closed unavailable "
+    "rate_limited internal".split()
 )
 
 

@@ -37,6 +37,7 @@ from tlschat.tui.messages import (
     RoomJoined,
     RoomLeft,
     ServerSaidBye,
+    TypingReceived,
     Welcomed,
     translate,
 )
@@ -89,6 +90,12 @@ class ChatClientLike(Protocol):
     async def decline(self, room: str) -> None: ...
     async def join(self, room: str) -> protocol.Joined: ...
     async def leave(self, room: str) -> protocol.Left: ...
+    async def typing(self, to: str) -> None: ...
+    async def edit(self, message_id: int, text: str) -> protocol.Message: ...
+    async def delete(self, message_id: int) -> protocol.Message: ...
+    async def search(
+        self, query: str, with_: str | None = None, before: int | None = None, limit: int = 20
+    ) -> protocol.SearchResult: ...
 
 
 ClientFactory = Callable[[ConnectParams, AskTrust], ChatClientLike]
@@ -497,6 +504,11 @@ class ChatApp(App[int]):
             f"The server is closing{reason}. Reconnecting…", severity="warning", markup=False
         )
 
+    @on(TypingReceived)
+    def _typing(self, event: TypingReceived) -> None:
+        if self.main is not None:
+            self.main.typing_received(event.nick, event.address)
+
     @on(HistoryLoaded)
     def _history(self, event: HistoryLoaded) -> None:
         if self.main is not None:
@@ -708,6 +720,35 @@ class ChatApp(App[int]):
             self.main.add_notice(address, text)
         else:
             self.notify(text, severity="warning", markup=False)
+
+    def request_edit(self, message_id: int, text: str) -> None:
+        client = self._client()
+
+        async def edit() -> None:
+            await client.edit(message_id, text)  # the entry arrives through events()
+
+        self._request(edit(), "edit")
+
+    def request_delete(self, message_id: int) -> None:
+        client = self._client()
+
+        async def delete() -> None:
+            await client.delete(message_id)
+
+        self._request(delete(), "delete")
+
+    def request_typing(self, to: str) -> None:
+        client = self._client()
+
+        async def typing() -> None:
+            with contextlib.suppress(protocol.ConnectionClosed):
+                await client.typing(to)
+
+        self._request(typing(), f"typing to {to}")
+
+    async def search_messages(self, query: str, with_: str | None) -> protocol.SearchResult:
+        """For the search screen (it shows failures itself)."""
+        return await self._client().search(query, with_=with_, limit=50)
 
     def request_history(self, address: str, before: int | None) -> None:
         client = self._client()
