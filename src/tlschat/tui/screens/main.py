@@ -204,6 +204,8 @@ class MainScreen(FileActions):
             await self._pane_ready[key].wait()
         if activate:
             self.tabs.active = pane.id or ""
+            # Now, not when TabActivated comes: what is typed meanwhile belongs to this pane.
+            self.composer.switch_to(key)
             self.composer.focus()
         return pane
 
