@@ -1,5 +1,5 @@
-"""The `tlschat` command line: serve | tui | send | tail | get | admin | trust | forget |
-backup | gen-certs. Heavy imports stay lazy."""
+"""The `tlschat` command line: serve | tui | send | tail | get | search | admin | trust |
+forget | backup | gen-certs. Heavy imports stay lazy."""
 
 from __future__ import annotations
 
@@ -465,6 +465,55 @@ def get(
             file_id=file_id,
             output=output,
             sha256=sha256,
+            cafile=cafile,
+            password=password,
+        )
+    )
+
+
+@cli.command()
+@click.argument("address")
+@click.argument("nick")
+@click.argument("query", nargs=-1, required=True)
+@click.option("--with", "with_", default=None, help="only this conversation (@nick or #room)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option(
+    "--limit", type=click.IntRange(1, 50), default=20, show_default=True, help="at most this many"
+)
+@click.option(
+    "--cafile", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None
+)
+@click.option(
+    "--password-env", default=None, help="name of the environment variable holding the password"
+)
+def search(
+    address: str,
+    nick: str,
+    query: tuple[str, ...],
+    with_: str | None,
+    as_json: bool,
+    limit: int,
+    cafile: Path | None,
+    password_env: str | None,
+) -> None:
+    """Search the server's history: messages holding every word of QUERY, newest first (the
+    last word may be the start of a word; "quoted words" must appear in that order)."""
+    try:
+        host, port = parse_hostport(address)
+    except AddressError as exc:
+        fail(str(exc))
+    password = read_password(password_env)
+    from tlschat.client.headless import run_search
+
+    sys.exit(
+        run_search(
+            host,
+            port,
+            nick,
+            query=" ".join(query),
+            with_=with_,
+            limit=limit,
+            as_json=as_json,
             cafile=cafile,
             password=password,
         )

@@ -25,6 +25,9 @@ MAX_REF = 64
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 200
 REPLAY_MAX = 1000
+SEARCH_DEFAULT_LIMIT = 20
+SEARCH_MAX_LIMIT = 50
+SEARCH_MAX_QUERY = 200
 
 
 class ErrorCode(StrEnum):
@@ -240,6 +243,37 @@ class HistoryRequest(Request):
     limit: Annotated[int, Field(ge=1, le=HISTORY_MAX_LIMIT)] = HISTORY_DEFAULT_LIMIT
 
 
+class Edit(Request):
+    type: Literal["edit"] = "edit"
+    id: RequestId
+    text: str
+
+    @field_validator("text")
+    @classmethod
+    def _no_controls(cls, text: str) -> str:
+        if has_forbidden_controls(text):
+            raise ValueError("text holds control characters")
+        return text
+
+
+class Delete(Request):
+    type: Literal["delete"] = "delete"
+    id: RequestId
+
+
+class Typing(Request):
+    type: Literal["typing"] = "typing"
+    to: str
+
+
+class SearchRequest(Request):
+    type: Literal["search"] = "search"
+    query: Annotated[str, Field(min_length=1, max_length=SEARCH_MAX_QUERY)]
+    with_: str | None = Field(default=None, alias="with")
+    before: RequestId | None = None
+    limit: Annotated[int, Field(ge=1, le=SEARCH_MAX_LIMIT)] = SEARCH_DEFAULT_LIMIT
+
+
 class Create(Request):
     type: Literal["create"] = "create"
     room: str
@@ -364,6 +398,10 @@ ClientFrame: TypeAlias = Annotated[
     | Pong
     | Send
     | HistoryRequest
+    | Edit
+    | Delete
+    | Typing
+    | SearchRequest
     | Create
     | Invite
     | Accept
@@ -507,6 +545,14 @@ class Message(Reply):
     to: str
     text: str
     file: FileMeta | None = None
+    edit_of: PositiveId | None = None
+    """This entry replaces the text of message `edit_of` (PROTOCOL.md "Edit and delete")."""
+    delete_of: PositiveId | None = None
+    """This entry removes message `delete_of`."""
+    edited: str | None = None
+    """`history`/`search`/replay: the time of the message's latest edit."""
+    deleted: bool | None = None
+    """`history`/`search`/replay: the message was deleted (`text` is empty, no `file`)."""
 
 
 class History(Reply):
@@ -514,6 +560,19 @@ class History(Reply):
     with_: str = Field(alias="with")
     messages: tuple[Message, ...] = ()
     more: bool = False
+
+
+class SearchResult(Reply):
+    type: Literal["search"] = "search"
+    query: str
+    messages: tuple[Message, ...] = ()
+    more: bool = False
+
+
+class TypingEvent(Reply):
+    type: Literal["typing"] = "typing"
+    from_: str = Field(alias="from")
+    to: str
 
 
 class Joined(Reply):
@@ -614,6 +673,8 @@ ServerFrame: TypeAlias = Annotated[
     | Presence
     | Message
     | History
+    | SearchResult
+    | TypingEvent
     | Joined
     | Invited
     | Members

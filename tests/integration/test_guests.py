@@ -207,3 +207,67 @@ async def test_read_follows_the_reading_rules(connect: Any) -> None:
     assert_error(await alice.request({"type": "read", "with": "@nobody", "id": 1}), "no_such_user")
     assert_error(await alice.request({"type": "read", "with": "#nowhere", "id": 1}), "no_such_room")
     assert_error(await alice.request({"type": "read", "with": "@bob", "id": 2**53}), "bad_request")
+
+
+async def test_conversations_ignore_edit_and_delete_entries(server: Any, dial: Dialer) -> None:
+    """PROTOCOL.md "Edit and delete": `last_id` and unread counts ignore the edit and delete
+    entries (new ids in the message sequence), and a deleted message is not unread."""
+    alice = await dial.open(server, "alice", PASSWORD)
+    bob = await dial.open(server, "bob", PASSWORD)
+    await alice.request({"type": "create", "room": "team", "invite": ["bob"]})
+    await bob.recv_type("invited")
+    await bob.request({"type": "accept", "room": "team"})
+    await drain_all(alice, bob)
+    mine = await say(alice, "@bob", "mine")
+    one = await say(bob, "@alice", "one")
+    two = await say(bob, "@alice", "two")
+    three = await say(bob, "@alice", "three")
+    first = await say(bob, "#team", "first")
+    second = await say(bob, "#team", "second")
+    changes = [
+        await bob.request({"type": "edit", "id": one["id"], "text": "one, edited"}),
+        await bob.request({"type": "edit", "id": three["id"], "text": "three, edited"}),
+        await bob.request({"type": "delete", "id": two["id"]}),
+        await alice.request({"type": "edit", "id": mine["id"], "text": "mine, edited"}),
+        await bob.request({"type": "edit", "id": second["id"], "text": "second, edited"}),
+        await bob.request({"type": "delete", "id": first["id"]}),
+    ]
+    assert all(c["type"] == "message" for c in changes), changes
+    assert min(c["id"] for c in changes) > second["id"]  # entries are newer than every message
+    await drain_all(alice, bob)
+    by = {c["with"]: c for c in (await alice.request({"type": "conversations"}))["conversations"]}
+    assert by["@bob"] == {"with": "@bob", "last_id": three["id"], "read": 0, "unread": 2}
+    assert by["#team"] == {"with": "#team", "last_id": second["id"], "read": 0, "unread": 1}
+    ok = await alice.request({"type": "read", "with": "@bob", "id": one["id"]})
+    assert ok["type"] == "ok"
+    by = {c["with"]: c for c in (await alice.request({"type": "conversations"}))["conversations"]}
+    assert by["@bob"]["unread"] == 1  # three; two is deleted, the entries are no messages
+    # bob's view: alice's edit entry is not newer news either
+    theirs = {c["with"]: c for c in (await bob.request({"type": "conversations"}))["conversations"]}
+    assert theirs["@alice"] == {"with": "@alice", "last_id": three["id"], "read": 0, "unread": 1}
+    # and welcome carries the same
+    again = await dial.open(server, "alice", PASSWORD)
+    assert {c["with"]: c for c in again.welcome["conversations"]}["#team"]["last_id"] == second[
+        "id"
+    ]
+
+
+async def test_a_held_guest_edits_and_deletes_what_it_sent_before(
+    server: Any, dial: Dialer
+) -> None:
+    """The hold keeps the guest's identity, so its messages stay its own to edit (PROTOCOL.md
+    "Edit and delete": only the sender may)."""
+    alice, bob, token = await _guest_in_two_groups(server, dial)
+    sent = await say(alice, "#one", "frist")
+    other = await say(alice, "@bob", "oops")
+    await alice.close()
+    await bob.recv_type("presence")
+    back = await dial.open(server)
+    assert (await back.hello("alice", resume=token))["type"] == "welcome"
+    await drain(back, 0.3)
+    edited = await back.request({"type": "edit", "id": sent["id"], "text": "first"})
+    assert edited["edit_of"] == sent["id"]
+    deleted = await back.request({"type": "delete", "id": other["id"]})
+    assert deleted["delete_of"] == other["id"]
+    page = await bob.request({"type": "history", "with": "#one"})
+    assert [(m["text"], "edited" in m) for m in page["messages"]] == [("first", True)]

@@ -311,3 +311,54 @@ class FakeClient:
         if file_id not in self.files:
             raise protocol.RequestFailed("no_such_file", "no such file")
         await asyncio.to_thread(Path(path).write_bytes, self.files[file_id])
+
+    async def typing(self, to: str) -> None:
+        self._record("typing", to)
+
+    async def search(
+        self, query: str, with_: str | None = None, before: int | None = None, limit: int = 20
+    ) -> protocol.SearchResult:
+        """Every stored message holding each word of `query` (no prefix, no phrases: enough
+        for the screen), newest first."""
+        self._record("search", query, with_)
+        words = [w.casefold() for w in query.split()]
+        found = [
+            m
+            for key, messages in self.store.items()
+            if with_ is None or key == with_.casefold()
+            for m in messages
+            if all(w in m.text.casefold().split() for w in words)
+        ]
+        found.sort(key=lambda m: m.id, reverse=True)
+        return protocol.SearchResult(
+            query=query, messages=tuple(found[:limit]), more=len(found) > limit
+        )
+
+    async def edit(self, message_id: int, text: str) -> protocol.Message:
+        self._record("edit", message_id, text)
+        original = self._find(message_id)
+        entry = protocol.Message(
+            id=self._next_id, ts=original.ts, from_=original.from_, to=original.to, text=text,
+            edit_of=message_id,
+        )  # fmt: skip
+        self._next_id += 1
+        self.push(entry)
+        return entry
+
+    async def delete(self, message_id: int) -> protocol.Message:
+        self._record("delete", message_id)
+        original = self._find(message_id)
+        entry = protocol.Message(
+            id=self._next_id, ts=original.ts, from_=original.from_, to=original.to, text="",
+            delete_of=message_id,
+        )  # fmt: skip
+        self._next_id += 1
+        self.push(entry)
+        return entry
+
+    def _find(self, message_id: int) -> protocol.Message:
+        for messages in self.store.values():
+            for message in messages:
+                if message.id == message_id:
+                    return message
+        raise protocol.RequestFailed("no_such_message", f"no message {message_id}")

@@ -57,12 +57,12 @@ PROTOCOL_ERROR_CODES = {
 CLIENT_TYPES = {
     "hello", "ping", "pong", "send", "history", "create", "invite", "accept", "decline", "join",
     "leave", "rooms", "users", "upload", "chunk", "download", "conversations", "read",
-    "topic", "kick", "ban", "unban", "register",
+    "topic", "kick", "ban", "unban", "register", "edit", "delete", "typing", "search",
 }  # fmt: skip
 SERVER_TYPES = {
     "welcome", "error", "ok", "ping", "pong", "presence", "message", "history", "joined",
     "invited", "members", "declined", "room", "left", "rooms", "users", "upload_ready",
-    "uploaded", "file_data", "bye", "conversations", "read", "topic",
+    "uploaded", "file_data", "bye", "conversations", "read", "topic", "search", "typing",
 }  # fmt: skip
 
 
@@ -89,6 +89,7 @@ INT = st.integers(min_value=-(2**53), max_value=2**53)
 NONNEG = st.integers(min_value=0, max_value=2**53)
 REQUEST_ID = st.integers(min_value=0, max_value=2**53 - 1)
 POS = st.integers(min_value=1, max_value=2**53)
+ID = st.integers(min_value=0, max_value=2**53 - 1)
 HEX64 = st.text("0123456789abcdefABCDEF", min_size=64, max_size=64)
 NAMES_TUPLE = st.lists(NAMES, max_size=5).map(tuple)
 
@@ -132,6 +133,13 @@ CLIENT_FRAMES: dict[str, st.SearchStrategy[Any]] = {
     "ban": st.builds(p.Ban, ref=REF, nick=NAMES, reason=opt(TEXT)),
     "unban": st.builds(p.Unban, ref=REF, nick=NAMES),
     "register": st.builds(p.Register, ref=REF, nick=NAMES, password=TEXT),
+    "edit": st.builds(p.Edit, ref=REF, id=ID, text=TEXT),
+    "delete": st.builds(p.Delete, ref=REF, id=ID),
+    "typing": st.builds(p.Typing, ref=REF, to=ADDRESS),
+    "search": st.builds(
+        p.SearchRequest, ref=REF, query=st.text(CHARS, min_size=1, max_size=200),
+        with_=opt(ADDRESS), before=opt(ID), limit=st.integers(min_value=1, max_value=50),
+    ),
 }  # fmt: skip
 
 FILE_META = st.builds(
@@ -150,7 +158,8 @@ PUBLIC_ROOM_INFO = st.builds(p.PublicRoomInfo, room=NAMES, members=NONNEG, topic
 INVITE_INFO = st.builds(p.InviteInfo, room=NAMES, by=NAMES)
 MESSAGE = st.builds(
     p.Message, ref=REF, id=POS, ts=st.just("2026-11-26T12:00:00.123Z") | TEXT,
-    from_=NAMES, to=ADDRESS, text=TEXT, file=opt(FILE_META),
+    from_=NAMES, to=ADDRESS, text=TEXT, file=opt(FILE_META), edit_of=opt(POS),
+    delete_of=opt(POS), edited=opt(TEXT), deleted=opt(st.booleans()),
 )  # fmt: skip
 
 
@@ -206,6 +215,10 @@ SERVER_FRAMES: dict[str, st.SearchStrategy[Any]] = {
     "bye": st.builds(p.Bye, ref=REF, reason=TEXT),
     "conversations": st.builds(p.Conversations, ref=REF, conversations=tuples(CONVERSATION_INFO)),
     "read": st.builds(p.Read, ref=REF, with_=ADDRESS, id=NONNEG),
+    "search": st.builds(
+        p.SearchResult, ref=REF, query=TEXT, messages=tuples(MESSAGE), more=st.booleans()
+    ),
+    "typing": st.builds(p.TypingEvent, ref=REF, from_=NAMES, to=ADDRESS),
 }  # fmt: skip
 
 
@@ -681,3 +694,45 @@ def test_server_defaults_match_the_protocol() -> None:
     )  # fmt: skip
     assert p.ALPN == "tlschat/1"
     assert p.PROTOCOL_VERSION == 1
+
+
+@pytest.mark.parametrize("kind", ["edit", "delete"])
+@pytest.mark.parametrize("bad", [-1, 2**53, 1.5, "7", True, None])
+def test_edit_and_delete_ids_outside_0_to_2_53_are_bad_request(kind: str, bad: Any) -> None:
+    obj: dict[str, Any] = {"type": kind, "id": bad, "text": "x"}
+    assert client_error(frame(obj)).code == ErrorCode.BAD_REQUEST
+
+
+def test_edit_id_bounds_are_inclusive() -> None:
+    for good in (0, 2**53 - 1):
+        _, f = decode_client_frame(frame({"type": "edit", "id": good, "text": "x"}))
+        assert f.id == good  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"query": ""},
+        {"query": "x" * 201},
+        {"query": "x", "limit": 0},
+        {"query": "x", "limit": 51},
+        {"query": "x", "before": -1},
+        {"query": "x", "before": 2**53},
+        {"query": "x", "with": 5},
+        {"query": 3},
+    ],
+)
+def test_search_members_out_of_range_are_bad_request(obj: dict[str, Any]) -> None:
+    assert client_error(frame({"type": "search", **obj})).code == ErrorCode.BAD_REQUEST
+
+
+def test_search_defaults() -> None:
+    _, f = decode_client_frame(frame({"type": "search", "query": "x" * 200}))
+    assert isinstance(f, p.SearchRequest)
+    assert (f.limit, f.before, f.with_) == (20, None, None)
+
+
+def test_edit_text_with_control_characters_is_bad_request() -> None:
+    assert client_error(frame({"type": "edit", "id": 1, "text": "a\x07"})).code == (
+        ErrorCode.BAD_REQUEST
+    )

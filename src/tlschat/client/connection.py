@@ -35,7 +35,9 @@ from tlschat.protocol import (
     Create,
     Decline,
     Declined,
+    Delete,
     Download,
+    Edit,
     Error,
     FileData,
     FileMeta,
@@ -63,12 +65,16 @@ from tlschat.protocol import (
     RoomEvent,
     Rooms,
     RoomsRequest,
+    SearchRequest,
+    SearchResult,
     Send,
     ServerFrame,
     ServerPong,
     TlsChatError,
     TopicEvent,
     TopicRequest,
+    Typing,
+    TypingEvent,
     Upload,
     Uploaded,
     UploadReady,
@@ -193,7 +199,9 @@ Event: TypeAlias = ServerFrame | StateChanged
 Progress: TypeAlias = Callable[[int, int], None]
 """`progress(done, total)`: bytes of a transfer so far, called from the event loop."""
 
-_PUSHED = (Message, Presence, Invited, Joined, Members, Declined, RoomEvent, Left, Bye, Read)
+_PUSHED = (
+    Message, Presence, Invited, Joined, Members, Declined, RoomEvent, Left, Bye, Read, TypingEvent
+)  # fmt: skip
 """Frames that go to `events()` (besides a reconnect's Welcome), even when they answer a request."""
 
 _F = TypeVar("_F")
@@ -413,6 +421,29 @@ class ChatClient:
         """Up to `limit` messages of a conversation, oldest first, all with id < `before`."""
         frame = HistoryRequest(with_=with_, before=before, limit=limit)
         return _expect(await self.request(frame), History)
+
+    async def edit(self, message_id: int, text: str) -> Message:
+        """Replace the text of your message; return the edit entry (`edit_of`), which also goes
+        to `events()` (PROTOCOL.md "Edit and delete")."""
+        return _expect(await self.request(Edit(id=message_id, text=text)), Message)
+
+    async def delete(self, message_id: int) -> Message:
+        """Delete your message; return the delete entry (`delete_of`), also in `events()`."""
+        return _expect(await self.request(Delete(id=message_id)), Message)
+
+    async def typing(self, to: str) -> None:
+        """Tell `to` that you are typing. No reply on success, so nothing to wait for (an
+        error, if any, is logged); PROTOCOL.md asks clients to send it at most every 3 s."""
+        link = self._ready_link()
+        self._write(link, Typing(to=to))
+        await self._drain(link)
+
+    async def search(
+        self, query: str, with_: str | None = None, before: int | None = None, limit: int = 20
+    ) -> SearchResult:
+        """Messages matching `query`, newest first, with id < `before` (PROTOCOL.md "Search")."""
+        frame = SearchRequest(query=query, with_=with_, before=before, limit=limit)
+        return _expect(await self.request(frame), SearchResult)
 
     async def create_room(
         self, room: str, *, public: bool = False, invite: Sequence[str] = ()
@@ -972,7 +1003,7 @@ class ChatClient:
     def _dispatch(self, link: _Link, frame: ServerFrame) -> None:
         if isinstance(frame, Message) and frame.file is not None:
             self._remember_file(frame.file)
-        elif isinstance(frame, History):
+        elif isinstance(frame, History | SearchResult):
             for message in frame.messages:
                 if message.file is not None:
                     self._remember_file(message.file)

@@ -1,5 +1,5 @@
-"""`tlschat send`, `tail`, `get`, `admin`, `trust`, `forget`: the client library without a UI;
-never asks about trust. Exit codes (PRODUCT.md "Command line"): 0 ok, 2 usage,
+"""`tlschat send`, `tail`, `get`, `search`, `admin`, `trust`, `forget`: the client library
+without a UI; never asks about trust. Exit codes (PRODUCT.md "Command line"): 0 ok, 2 usage,
 3 authentication, 4 TLS trust, 5 connection, 6 refused by the server."""
 
 from __future__ import annotations
@@ -426,10 +426,19 @@ def format_message(message: Message) -> str:
         clock = moment.strftime("%H:%M:%S")
     except ValueError:
         clock = message.ts
-    line = f"[{clock}] {message.from_} -> {message.to}: {message.text}"
+    head = f"[{clock}] {message.from_} -> {message.to}:"
+    if message.delete_of is not None:
+        return f"{head} [deleted message {message.delete_of}]"
+    if message.deleted:
+        return f"{head} [message deleted]"
+    if message.edit_of is not None:
+        return f"{head} [edit of {message.edit_of}] {message.text}"
+    line = f"{head} {message.text}"
     if message.file is not None:
         separator = " " if message.text else ""
         line += f"{separator}[file: {attachments.summary(message.file, times='x')} id {message.file.id}]"
+    if message.edited is not None:
+        line += " (edited)"
     return line
 
 
@@ -556,4 +565,65 @@ def run_forget(host: str, port: int, *, known_hosts: Path | None = None) -> int:
         _say(f"cannot update {store.path}: {exc.strerror or exc}")
         return EXIT_USAGE
     print(f"{host}:{port} forgotten" if removed else f"{host}:{port} was not in {store.path}")
+    return EXIT_OK
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+def run_search(
+    host: str,
+    port: int,
+    nick: str,
+    *,
+    query: str,
+    with_: str | None,
+    limit: int,
+    as_json: bool,
+    cafile: Path | None,
+    password: str | None,
+) -> int:
+    """Search the server's history (PROTOCOL.md "Search"); print matches newest first."""
+    _quiet_asyncio()
+    if with_ is not None:
+        try:
+            parse_address(with_)
+        except ValueError as exc:
+            _say(f"--with: {exc}")
+            return EXIT_USAGE
+    try:
+        return asyncio.run(
+            _search(host, port, nick, query, with_, limit, as_json, cafile, password)
+        )
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OK
+
+
+async def _search(
+    host: str,
+    port: int,
+    nick: str,
+    query: str,
+    with_: str | None,
+    limit: int,
+    as_json: bool,
+    cafile: Path | None,
+    password: str | None,
+) -> int:
+    client = _client(host, port, nick, cafile=cafile, password=password, reconnect=False)
+    try:
+        await client.connect()
+        result = await client.search(query, with_=with_, limit=limit)
+    except Exception as exc:
+        _say(_failure(exc, host, port))
+        return exit_code(exc)
+    finally:
+        await client.close()
+    for message in result.messages:
+        print_message(message, as_json=as_json, out=sys.stdout)
+    if result.more and not as_json:
+        _say(f"more than {len(result.messages)} matches; showing the newest")
     return EXIT_OK

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from tlschat.protocol import Frame, History, Rooms, UserInfo, Users, Welcome, encode_payload
+from tlschat.protocol import (
+    Frame,
+    History,
+    Rooms,
+    SearchResult,
+    UserInfo,
+    Users,
+    Welcome,
+    encode_payload,
+)
 
 F = TypeVar("F", bound=Frame)
 
@@ -44,6 +53,14 @@ def cut_list(frame: F, field: str, max_frame: int, *, keep_tail: bool = False) -
 def fit_history(reply: History, max_frame: int) -> History:
     """Fewer messages, the newest kept, with `more: true` (PROTOCOL.md "Frames")."""
     cut = cut_list(reply, "messages", max_frame, keep_tail=True)
+    if len(cut.messages) < len(reply.messages):
+        cut = cut.model_copy(update={"more": True})
+    return cut
+
+
+def fit_search(reply: SearchResult, max_frame: int) -> SearchResult:
+    """Fewer messages, the newest kept (they come first), with `more: true`."""
+    cut = cut_list(reply, "messages", max_frame)
     if len(cut.messages) < len(reply.messages):
         cut = cut.model_copy(update={"more": True})
     return cut

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tlschat.server.search import SearchQuery
 from tlschat.server.store import (
     NewMessage,
     StoredBlob,
@@ -157,10 +158,63 @@ MIGRATIONS: list[str] = [
         created REAL NOT NULL
     );
     """,
+    # 6: edit and delete, search (PROTOCOL.md "Edit and delete", "Search"). An edit or delete
+    # is a new row (edit_of / delete_of) in the message sequence; the message's own row holds
+    # it as it stands now (latest text and `edited`; `deleted` with empty text). sender_id is
+    # the sender's identity: who may edit. messages_fts indexes the messages' current text
+    # (external content: no second copy of the text), kept in step by triggers in the same
+    # transaction as each write: entries are never indexed, deleted messages leave the index.
+    # It also indexes `conv`, a word per conversation a message belongs to (`r` + the room
+    # key in hex, or `d` + each party's identity in hex), so a search is confined to the user's
+    # conversations inside FTS5 itself: a common word is not looked up message by message in
+    # the whole server's history when the user can read only a little of it.
+    """
+    ALTER TABLE messages ADD COLUMN sender_id TEXT;
+    ALTER TABLE messages ADD COLUMN edit_of INTEGER;
+    ALTER TABLE messages ADD COLUMN delete_of INTEGER;
+    ALTER TABLE messages ADD COLUMN edited TEXT;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN conv TEXT GENERATED ALWAYS AS (
+        CASE WHEN room_key IS NOT NULL THEN 'r' || hex(room_key)
+        ELSE 'd' || hex(dm_a) || ' d' || hex(dm_b) END
+    ) VIRTUAL;
+    CREATE INDEX messages_edit_of ON messages(edit_of) WHERE edit_of IS NOT NULL;
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text, conv, content='messages', content_rowid='id',
+        tokenize='unicode61 remove_diacritics 0'
+    );
+    INSERT INTO messages_fts(rowid, text, conv) SELECT id, text, conv FROM messages;
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+    WHEN new.edit_of IS NULL AND new.delete_of IS NULL AND new.deleted = 0
+    BEGIN
+        INSERT INTO messages_fts(rowid, text, conv) VALUES (new.id, new.text, new.conv);
+    END;
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF text, deleted ON messages
+    WHEN old.edit_of IS NULL AND old.delete_of IS NULL
+    BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text, conv)
+            SELECT 'delete', old.id, old.text, old.conv WHERE old.deleted = 0;
+        INSERT INTO messages_fts(rowid, text, conv)
+            SELECT new.id, new.text, new.conv WHERE new.deleted = 0;
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+    WHEN old.edit_of IS NULL AND old.delete_of IS NULL AND old.deleted = 0
+    BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text, conv)
+            VALUES ('delete', old.id, old.text, old.conv);
+    END;
+    """,
 ]
 
 
-_MESSAGE_COLUMNS = "id, ts, sender, to_addr, text, file_id, room_key"
+_MESSAGE_COLUMNS = (
+    "id, ts, sender, to_addr, text, file_id, room_key, edit_of, delete_of, edited, deleted,"
+    " dm_a, dm_b, sender_id"
+)
+_MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
+_NOT_ENTRY = "edit_of IS NULL AND delete_of IS NULL"
+_UNREAD = f"{_NOT_ENTRY} AND deleted = 0"
+"""What `conversations` counts as unread: no edit or delete entry, and no deleted message."""
 _FILE_COLUMNS = "id, name, uploader, sha256, size, mime, width, height"
 _GUEST_COLUMNS = "nick_key, nick, identity, token_hash, held_until, last_delivered"
 
@@ -169,7 +223,46 @@ Read = Callable[[sqlite3.Connection], Any]
 
 
 def _message(row: Any) -> StoredMessage:
-    return StoredMessage(*row)
+    dm = (row[11], row[12]) if row[11] is not None else None
+    return StoredMessage(
+        id=row[0],
+        ts=row[1],
+        sender=row[2],
+        to_addr=row[3],
+        text=row[4],
+        file_id=row[5],
+        room_key=row[6],
+        edit_of=row[7],
+        delete_of=row[8],
+        edited=row[9],
+        deleted=bool(row[10]),
+        dm=dm,
+        sender_id=row[13],
+    )
+
+
+def fts_match(query: SearchQuery, scope: list[list[str]] | None = None) -> str:
+    """An FTS5 query: each phrase quoted (so FTS5 splits it into words with the same tokenizer
+    as the messages, and nothing in it is FTS5 syntax), all required in `text`, the last word a
+    prefix if the query allows it; and, with `scope`, in one of these conversations (each a
+    list of `conv` words that must all be there)."""
+    parts = []
+    for phrase in query.phrases:
+        parts.append('text : "' + " ".join(word.replace('"', '""') for word in phrase) + '"')
+    if query.prefix:
+        parts[-1] += " *"
+    if scope:
+        alternatives = [
+            "(" + " AND ".join(f'conv : "{word}"' for word in words) + ")" for words in scope
+        ]
+        parts.append("(" + " OR ".join(alternatives) + ")")
+    return " AND ".join(parts)
+
+
+def conv_word(kind: str, key: str) -> str:
+    """The `conv` word of a room (`r`) or of one party of direct conversations (`d`), as the
+    generated column of migration 4 writes it (hex of the UTF-8 bytes; FTS5 folds the case)."""
+    return kind + key.encode().hex()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -531,26 +624,27 @@ class SqliteStore:
             found: list[StoredConversation] = []
             for partner, last_id in c.execute(
                 "SELECT CASE WHEN dm_a = ?1 THEN dm_b ELSE dm_a END AS partner, MAX(id)"
-                " FROM messages WHERE dm_a = ?1 OR dm_b = ?1 GROUP BY partner",
+                f" FROM messages WHERE (dm_a = ?1 OR dm_b = ?1) AND {_NOT_ENTRY} GROUP BY partner",
                 (identity,),
             ).fetchall():
                 dm_a, dm_b = sorted((identity, partner))
                 mark = markers.get(f"@{partner}", 0)
                 (unread,) = c.execute(
                     "SELECT COUNT(*) FROM messages WHERE dm_a = ? AND dm_b = ? AND id > ?"
-                    " AND lower(sender) != ?",
+                    f" AND lower(sender) != ? AND {_UNREAD}",
                     (dm_a, dm_b, mark, nick_key),
                 ).fetchone()
                 found.append(StoredConversation(last_id, partner=partner, read=mark, unread=unread))
             for room_key, joined_after in rooms.items():
                 (last_id,) = c.execute(
-                    "SELECT COALESCE(MAX(id), 0) FROM messages WHERE room_key = ? AND id > ?",
+                    "SELECT COALESCE(MAX(id), 0) FROM messages WHERE room_key = ? AND id > ?"
+                    f" AND {_NOT_ENTRY}",
                     (room_key, joined_after),
                 ).fetchone()
                 mark = markers.get(f"#{room_key}", 0)
                 (unread,) = c.execute(
                     "SELECT COUNT(*) FROM messages WHERE room_key = ? AND id > ?"
-                    " AND lower(sender) != ?",
+                    f" AND lower(sender) != ? AND {_UNREAD}",
                     (room_key, max(mark, joined_after), nick_key),
                 ).fetchone()
                 found.append(
@@ -741,11 +835,66 @@ class SqliteStore:
         if before is not None:
             where += " AND id < ?"
             params.append(before)
+        where += f" AND {_NOT_ENTRY}"
         sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY id DESC LIMIT ?"
         params.append(limit + 1)
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         more = len(rows) > limit
         return [_message(row) for row in reversed(rows[:limit])], more
+
+    async def get_message(self, msg_id: int) -> StoredMessage | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (msg_id,)
+            ).fetchone()
+        )
+        return _message(row) if row else None
+
+    async def search(
+        self,
+        query: SearchQuery,
+        *,
+        identity: str | None = None,
+        dm: tuple[str, str] | None = None,
+        rooms: dict[str, int],
+        before: int | None,
+        limit: int,
+    ) -> tuple[list[StoredMessage], bool]:
+        # The scope twice: as `conv` words inside FTS5 (fast), and exactly in SQL (rooms since
+        # joining, the very pair of a direct conversation).
+        clauses: list[str] = []
+        params: list[Any] = []
+        scope: list[list[str]] = []
+        if identity is not None:
+            clauses.append("(m.dm_a = ? OR m.dm_b = ?)")
+            params += [identity, identity]
+            scope.append([conv_word("d", identity)])
+        if dm is not None:
+            clauses.append("(m.dm_a = ? AND m.dm_b = ?)")
+            params += sorted(dm)
+            scope.append([conv_word("d", party) for party in sorted(set(dm))])
+        for room_key, joined_after in rooms.items():
+            clauses.append("(m.room_key = ? AND m.id > ?)")
+            params += [room_key, joined_after]
+            scope.append([conv_word("r", room_key)])
+        if not clauses or before == 0:
+            return [], False
+        params.insert(0, fts_match(query, scope))
+        where = f"messages_fts MATCH ? AND ({' OR '.join(clauses)})"
+        if before is not None:
+            where += " AND messages_fts.rowid < ?"
+            params.append(before)
+        # The index holds only messages (no entries, nothing deleted); the scope is checked on
+        # each match, newest first, until `limit` + 1 are found.
+        sql = (
+            f"SELECT {_MESSAGE_COLUMNS_M} FROM messages_fts"
+            " JOIN messages AS m ON m.id = messages_fts.rowid"
+            f" WHERE {where}"
+            " ORDER BY messages_fts.rowid DESC LIMIT ?"
+        )
+        params.append(limit + 1)
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [_message(row) for row in rows[:limit]], len(rows) > limit
 
     async def dm_partners(self, identity: str) -> set[str]:
         rows = await self._read(
@@ -870,17 +1019,50 @@ def _add_member(c: sqlite3.Connection, room_key: str, member: StoredMember) -> N
 
 
 def _insert_message(c: sqlite3.Connection, m: NewMessage) -> int:
+    target = m.edit_of if m.edit_of is not None else m.delete_of
+    file_id = m.file_id
+    if target is not None:
+        # Checked here, in the transaction: a delete committed just before wins.
+        row = c.execute(
+            f"SELECT file_id FROM messages WHERE id = ? AND deleted = 0 AND {_NOT_ENTRY}",
+            (target,),
+        ).fetchone()
+        if row is None:
+            return 0
+        file_id = None
     dm_a, dm_b = sorted(m.dm) if m.dm else (None, None)
     cur = c.execute(
-        "INSERT INTO messages (ts, sender, to_addr, dm_a, dm_b, room_key, text, file_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (m.ts, m.sender, m.to_addr, dm_a, dm_b, m.room_key, m.text, m.file_id),
-    )
+        "INSERT INTO messages (ts, sender, to_addr, dm_a, dm_b, room_key, text, file_id,"
+        " sender_id, edit_of, delete_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            m.ts, m.sender, m.to_addr, dm_a, dm_b, m.room_key, m.text, file_id,
+            m.sender_id or None, m.edit_of, m.delete_of,
+        ),
+    )  # fmt: skip
     msg_id = cur.lastrowid
     assert msg_id is not None
-    if m.file_id is not None and m.grant:
+    if m.edit_of is not None:
+        # The trigger re-indexes the new text.
+        c.execute("UPDATE messages SET text = ?, edited = ? WHERE id = ?", (m.text, m.ts, target))
+    elif m.delete_of is not None:
+        _delete(c, m.delete_of, row[0])
+    elif m.file_id is not None and m.grant:
         _grant(c, m.file_id, m.grant)
     return msg_id
+
+
+def _delete(c: sqlite3.Connection, msg_id: int, file_id: str | None) -> None:
+    """Message `msg_id` is deleted: its text goes (from the index too, by the trigger), and so
+    does the text of its edit entries (the replay sends them again); its file is the uploader's
+    alone unless another message still carries it."""
+    c.execute("UPDATE messages SET text = '', deleted = 1 WHERE id = ?", (msg_id,))
+    c.execute("UPDATE messages SET text = '' WHERE edit_of = ?", (msg_id,))
+    if file_id is not None:
+        c.execute(
+            "DELETE FROM file_access WHERE file_id = ? AND NOT EXISTS"
+            " (SELECT 1 FROM messages WHERE file_id = ? AND deleted = 0)",
+            (file_id, file_id),
+        )
 
 
 def _grant(c: sqlite3.Connection, file_id: str, identities: Iterable[str]) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tlschat.protocol import ErrorCode, RequestError
+from tlschat.server.search import SearchQuery
 
 
 class StoreUnavailable(RequestError):
@@ -60,6 +61,9 @@ class StoredConversation:
 
 @dataclass(frozen=True)
 class StoredMessage:
+    """A message as it stands now (an edited one with its latest text, a deleted one with
+    `deleted` set and no text), or an edit or delete entry (`edit_of`, `delete_of`)."""
+
     id: int
     ts: str
     sender: str
@@ -67,6 +71,20 @@ class StoredMessage:
     text: str
     file_id: str | None
     room_key: str | None = None
+    edit_of: int | None = None
+    delete_of: int | None = None
+    edited: str | None = None
+    """When its text was last replaced by an edit."""
+    deleted: bool = False
+    dm: tuple[str, str] | None = None
+    """The two parties' identities of a direct conversation (sorted)."""
+    sender_id: str | None = None
+    """The sender's identity (None for messages stored before edits existed)."""
+
+    @property
+    def is_entry(self) -> bool:
+        """An edit or delete entry, not a message of its own."""
+        return self.edit_of is not None or self.delete_of is not None
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,13 @@ class NewMessage:
     file_id: str | None = None
     grant: tuple[str, ...] = ()
     """Identities that may download `file_id` from now on: stored in the message's transaction."""
+    sender_id: str = ""
+    """The sender's identity (`User.identity`): who may edit or delete it."""
+    edit_of: int | None = None
+    """An edit entry: message `edit_of` takes `text` (and is re-indexed for search)."""
+    delete_of: int | None = None
+    """A delete entry: message `delete_of` loses its text, its search entry and, unless another
+    message carries it, everyone's access to its file but the uploader's."""
 
 
 @dataclass(frozen=True)
@@ -229,7 +254,32 @@ class Store(Protocol):
     # messages
     async def max_message_id(self) -> int: ...
     async def add_message(self, message: NewMessage) -> int:
-        """Store a message (with its file grant) and return its id, once committed."""
+        """Store a message (with its file grant) and return its id, once committed.
+
+        An edit or delete entry is checked and applied in the same transaction: it returns 0
+        (and stores nothing) when its message is no longer there to change (deleted meanwhile,
+        or itself an entry)."""
+        ...
+
+    async def get_message(self, msg_id: int) -> StoredMessage | None:
+        """One stored message or entry, as it stands now (with `dm` and `sender_id`)."""
+        ...
+
+    async def search(
+        self,
+        query: SearchQuery,
+        *,
+        identity: str | None = None,
+        dm: tuple[str, str] | None = None,
+        rooms: dict[str, int],
+        before: int | None,
+        limit: int,
+    ) -> tuple[list[StoredMessage], bool]:
+        """Up to `limit` messages matching `query` (PROTOCOL.md "Search"), newest first, with
+        id < `before`, and whether more match. Only within: every direct conversation of
+        `identity`, the direct conversation `dm`, and each room of `rooms` after its id
+        (room key -> last id before the user joined). Entries and deleted messages never
+        match; edited ones match their latest text."""
         ...
 
     async def replay(
@@ -248,7 +298,7 @@ class Store(Protocol):
         limit: int,
     ) -> tuple[list[StoredMessage], bool]:
         """Up to `limit` messages of one conversation with id < `before`, oldest first, and
-        whether older ones exist."""
+        whether older ones exist. Messages as they stand now; never edit or delete entries."""
         ...
 
     async def dm_partners(self, identity: str) -> set[str]:

@@ -40,6 +40,7 @@ from tlschat.tui.messages import (
     RoomLeft,
     ServerSaidBye,
     TopicChanged,
+    TypingReceived,
     Welcomed,
     translate,
 )
@@ -95,6 +96,13 @@ class ChatClientLike(Protocol):
     async def set_topic(self, room: str, topic: str) -> protocol.TopicEvent: ...
     async def kick(self, room: str, nick: str, reason: str | None = None) -> None: ...
     async def mark_read(self, with_: str, message_id: int) -> None: ...
+
+    async def typing(self, to: str) -> None: ...
+    async def edit(self, message_id: int, text: str) -> protocol.Message: ...
+    async def delete(self, message_id: int) -> protocol.Message: ...
+    async def search(
+        self, query: str, with_: str | None = None, before: int | None = None, limit: int = 20
+    ) -> protocol.SearchResult: ...
 
 
 ClientFactory = Callable[[ConnectParams, AskTrust], ChatClientLike]
@@ -536,6 +544,11 @@ class ChatApp(App[int]):
             f"The server is closing{reason}. Reconnecting…", severity="warning", markup=False
         )
 
+    @on(TypingReceived)
+    def _typing(self, event: TypingReceived) -> None:
+        if self.main is not None:
+            self.main.typing_received(event.nick, event.address)
+
     @on(HistoryLoaded)
     def _history(self, event: HistoryLoaded) -> None:
         if self.main is not None:
@@ -781,6 +794,35 @@ class ChatApp(App[int]):
             self.notify(f"Removed {nick} from #{room}.", markup=False)
 
         self._request(kick(), f"kick {nick}")
+
+    def request_edit(self, message_id: int, text: str) -> None:
+        client = self._client()
+
+        async def edit() -> None:
+            await client.edit(message_id, text)  # the entry arrives through events()
+
+        self._request(edit(), "edit")
+
+    def request_delete(self, message_id: int) -> None:
+        client = self._client()
+
+        async def delete() -> None:
+            await client.delete(message_id)
+
+        self._request(delete(), "delete")
+
+    def request_typing(self, to: str) -> None:
+        client = self._client()
+
+        async def typing() -> None:
+            with contextlib.suppress(protocol.ConnectionClosed):
+                await client.typing(to)
+
+        self._request(typing(), f"typing to {to}")
+
+    async def search_messages(self, query: str, with_: str | None) -> protocol.SearchResult:
+        """For the search screen (it shows failures itself)."""
+        return await self._client().search(query, with_=with_, limit=50)
 
     def request_history(self, address: str, before: int | None) -> None:
         client = self._client()

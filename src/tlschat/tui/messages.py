@@ -171,6 +171,22 @@ class ReadElsewhere(Message):
         self.id = id
 
 
+class TypingReceived(Message):
+    """`nick` is typing in `address` (`to` as they wrote it; PROTOCOL.md "Messages" → Typing)."""
+
+    def __init__(self, nick: str, address: str) -> None:
+        super().__init__()
+        self.nick = nick
+        self.address = address
+
+    def can_replace(self, message: Message) -> bool:
+        return (
+            isinstance(message, TypingReceived)
+            and message.nick.casefold() == self.nick.casefold()
+            and message.address.casefold() == self.address.casefold()
+        )
+
+
 class ConversationWanted(Message):
     """Open (and show) the pane of `@nick` or `#room`, e.g. after a request succeeded."""
 
@@ -207,4 +223,6 @@ def translate(frame: object) -> Message | None:
             return ServerSaidBye(reason)
         case protocol.Welcome():
             return Welcomed(frame)
+        case protocol.TypingEvent(from_=nick, to=to):
+            return TypingReceived(nick, to)
     return None

@@ -11,9 +11,12 @@ from tlschat.protocol import ClientFrame
 from tlschat.server.rules.admin import AdminRules
 from tlschat.server.rules.base import Context, FileService, Peer
 from tlschat.server.rules.conversations import ConversationRules
+from tlschat.server.rules.edits import EditRules
 from tlschat.server.rules.groups import GroupRules
 from tlschat.server.rules.messages import MessageRules
+from tlschat.server.rules.search import SearchRules
 from tlschat.server.rules.session import SessionRules
+from tlschat.server.rules.typing_relay import TypingRules
 
 __all__ = ["Context", "FileService", "Peer", "Rules"]
 
@@ -31,11 +34,18 @@ class Rules:
         self.conversations = ConversationRules(ctx)
         self.session = SessionRules(ctx, self.groups.remove_member, self.conversations)
         self.admin = AdminRules(ctx, self.session.passwords)
+        self.edits = EditRules(ctx)
+        self.typing = TypingRules(ctx, self.messages)
+        self.search = SearchRules(ctx, self.messages)
         self._handlers: dict[str, Handler] = {
             "hello": self.session.hello,
             "users": self.session.users,
             "send": self.messages.send,
             "history": self.messages.history,
+            "edit": self.edits.edit,
+            "delete": self.edits.delete,
+            "typing": self.typing.typing,
+            "search": self.search.search,
             "create": self.groups.create,
             "invite": self.groups.invite,
             "accept": self.groups.accept,

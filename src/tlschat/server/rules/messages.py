@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tlschat.protocol import (
     ErrorCode,
+    FileMeta,
     History,
     HistoryRequest,
     Message,
@@ -103,6 +104,7 @@ class MessageRules:
                     room_key=room.key if room else None,
                     file_id=f.file,
                     grant=grant,
+                    sender_id=user.identity,
                 )
             )
         finally:
@@ -144,16 +146,24 @@ class MessageRules:
 
 async def message_frames(ctx: Context, stored: list[StoredMessage]) -> list[Message]:
     """Stored messages as `message` frames, with their files' metadata."""
-    file_ids = {m.file_id for m in stored if m.file_id}
+    file_ids = {m.file_id for m in stored if m.file_id and not m.deleted}
     metas = await ctx.files.metas(file_ids) if file_ids else {}
-    return [
-        Message(
-            id=m.id,
-            ts=m.ts,
-            from_=m.sender,
-            to=m.to_addr,
-            text=m.text,
-            file=metas.get(m.file_id) if m.file_id else None,
-        )
-        for m in stored
-    ]
+    return [message_frame(m, metas) for m in stored]
+
+
+def message_frame(m: StoredMessage, metas: dict[str, FileMeta]) -> Message:
+    """A stored message as it stands now (PROTOCOL.md "Edit and delete"): a deleted one with
+    no text and no file; an edited one with its latest text and the time of that edit."""
+    if m.deleted:
+        return Message(id=m.id, ts=m.ts, from_=m.sender, to=m.to_addr, text="", deleted=True)
+    return Message(
+        id=m.id,
+        ts=m.ts,
+        from_=m.sender,
+        to=m.to_addr,
+        text=m.text,
+        file=metas.get(m.file_id) if m.file_id else None,
+        edit_of=m.edit_of,
+        delete_of=m.delete_of,
+        edited=m.edited,
+    )

@@ -32,6 +32,8 @@ KEYS: list[tuple[str, str]] = [
     ("escape", "back to the input box"),
     ("pageup / pagedown", "scroll the conversation (older history loads at the top)"),
     ("ctrl+l", "redraw the screen"),
+    ("up (empty input)", "edit your last message here (enter saves, esc cancels)"),
+    ("ctrl+f", "search messages on the server"),
     ("f2 / f3", "accept / decline the invitation shown"),
     ("ctrl+u", "send a file: pick one (or /image PATH, /file PATH, or paste a path)"),
     ("f4", "open the lowest picture in view full size (a file: save it)"),

@@ -28,6 +28,7 @@ from tlschat.tui.screens.dialogs import (
 )
 from tlschat.tui.screens.file_actions import FileActions
 from tlschat.tui.screens.help import HelpScreen
+from tlschat.tui.screens.search import Hit, SearchScreen
 from tlschat.tui.screens.switcher import Destination, QuickSwitcher
 from tlschat.tui.state import (
     ChatState,
@@ -43,6 +44,7 @@ from tlschat.tui.widgets.message_log import MessageLog
 from tlschat.tui.widgets.pane import ConversationPane, MemberList, pane_title
 from tlschat.tui.widgets.sidebar import Sidebar
 from tlschat.tui.widgets.status_bar import StatusBar
+from tlschat.tui.widgets.typing_line import TypingLine, TypingSender
 from tlschat.tui.widgets.upload_bar import UploadBar
 
 if TYPE_CHECKING:
@@ -75,6 +77,8 @@ class MainScreen(FileActions):
         Binding("ctrl+n", "new_dm", "DM"),
         Binding("ctrl+g", "new_group", "Group"),
         Binding("ctrl+t", "invite", "Invite", show=False),  # in f1 and the palette; 60 columns
+        # Priority: the input box would take ctrl+f (delete the word to the right).
+        Binding("ctrl+f", "search", "Search", show=False, priority=True),
         Binding("ctrl+o", "join", "Join", show=False),
         # Over the input line's own ctrl+u (delete to the start): issue 11 asks for the picker.
         Binding("ctrl+u", "pick_file", "Send file", show=False, priority=True),
@@ -114,6 +118,9 @@ class MainScreen(FileActions):
         """The key of the conversation whose tab was last shown (its unread line goes when the
         user moves to another tab)."""
         self._read_timer: Timer | None = None
+        self.typing_sender = TypingSender()
+        self._goto: dict[str, tuple[int, int]] = {}
+        """Conversation key -> (message id to show, history pages left to find it)."""
 
     @property
     def chat(self) -> ChatApp:
@@ -126,6 +133,7 @@ class MainScreen(FileActions):
             with Vertical(id="conversation"):
                 yield Static(Content(PLACEHOLDER), id="placeholder")
                 yield TabbedContent(id="tabs")
+                yield TypingLine(id="typing-line")
                 yield InvitationBar(id="invitation-bar")
                 yield UploadBar(id="upload-bar")
                 yield Static("", id="counter")
@@ -135,6 +143,7 @@ class MainScreen(FileActions):
     def on_mount(self) -> None:
         self.composer.cursor_blink = self.chat.cursor_blink
         self.composer.completer = self.completions
+        self.composer.last_own = self._last_own_message
         self.query_one(InvitationBar).show(None)
         self._update_placeholder()
         self.refresh_sidebar()
@@ -212,6 +221,8 @@ class MainScreen(FileActions):
             await self._pane_ready[key].wait()
         if activate:
             self.tabs.active = pane.id or ""
+            # Now, not when TabActivated comes: what is typed meanwhile belongs to this pane.
+            self.composer.switch_to(key)
             self.composer.focus()
         return pane
 
@@ -239,9 +250,12 @@ class MainScreen(FileActions):
         """File a message under its conversation, opening the pane if needed; count it unread;
         alert (bell, desktop notification) on a DM or a mention that is not in view."""
         address = self.state.conversation_of(message)
+        if (message.edit_of or message.delete_of) and self.pane_for(address) is None:
+            return  # a change to a message not shown: it opens nothing (history has it as is)
         pane = await self.open_conversation(address, activate=False)
         self.state.saw(pane.address, message.id)
         added = pane.log_view.add_messages([message])
+        self.query_one(TypingLine).message_from(address, message.from_)
         if not added or self.state.is_me(message.from_):
             if added:
                 self.refresh_sidebar()  # recency
@@ -295,6 +309,7 @@ class MainScreen(FileActions):
                 self.state.saw(pane.address, max(m.id for m in messages))
             if self.in_view(pane.address):
                 self.read_soon()
+            self._continue_goto(pane)
 
     # --- conversations that come back, read markers --------------------------------------------
 
@@ -401,6 +416,7 @@ class MainScreen(FileActions):
             self.read_soon()
         self._update_composer_hint()
         self.refresh_bindings()  # Invite and Leave depend on the pane
+        self.query_one(TypingLine).show(address)
         # The active tab is always in view, even after many tabs (or a long name) were added.
         self.call_after_refresh(self._scroll_to_active_tab)
 
@@ -514,10 +530,82 @@ class MainScreen(FileActions):
     def _older_wanted(self, event: MessageLog.OlderWanted) -> None:
         self.chat.request_history(event.log.address, event.before)
 
+    # --- typing and search ---------------------------------------------------------------------
+
+    def typing_received(self, nick: str, to: str) -> None:
+        if self.state.is_me(nick):
+            return
+        address = to if to.startswith("#") else dm_address(nick)
+        self.query_one(TypingLine).noted(self._canonical(address), nick)
+
+    def action_search(self) -> None:
+        screen = SearchScreen(
+            self.chat.search_messages,
+            self.state.conversation_of,
+            current=self.current_address,
+            tz=self.chat.tz,
+        )
+        self.app.push_screen(screen, self._search_picked)
+
+    async def _search_picked(self, hit: Hit | None) -> None:
+        """Open the conversation at the message, loading older history until it is shown."""
+        if hit is None:
+            return
+        address, msg_id = hit
+        pane = await self.open_conversation(address)
+        if pane.log_view.scroll_to_message(msg_id):
+            return
+        self._goto[conversation_key(pane.address)] = (msg_id, 20)
+        if not pane.log_view.fetching_older:
+            pane.log_view.fetching_older = True
+            self.chat.request_history(pane.address, pane.log_view.oldest_id)
+
+    def _continue_goto(self, pane: ConversationPane) -> None:
+        key = conversation_key(pane.address)
+        goal = self._goto.pop(key, None)
+        if goal is None:
+            return
+        msg_id, pages = goal
+        log = pane.log_view
+        if log.scroll_to_message(msg_id):
+            return
+        if log.fetching_older:  # a page is on its way already: look again when it is in
+            self._goto[key] = goal
+        elif log.more and pages > 1:
+            self._goto[key] = (msg_id, pages - 1)
+            log.fetching_older = True
+            self.chat.request_history(pane.address, log.oldest_id)
+        else:
+            self.notify("That message is too far back to show here.", markup=False)
+
     # --- the input line ------------------------------------------------------------------------
+
+    def _last_own_message(self) -> tuple[int, str] | None:
+        address = self.current_address
+        pane = self.pane_for(address) if address else None
+        return pane.log_view.last_own_message() if pane is not None else None
+
+    def _edit_submitted(self, msg_id: int, text: str) -> None:
+        address = self.current_address
+        if address is None:
+            return
+        if text:
+            self.chat.request_edit(msg_id, text)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.chat.request_delete(msg_id)
+
+        self.app.push_screen(
+            ConfirmDialog("Delete this message for everyone?", yes="Delete"), answered
+        )
 
     @on(Composer.Submitted)
     async def _submitted(self, event: Composer.Submitted) -> None:
+        if event.editing is not None:
+            self._edit_submitted(event.editing, event.text)
+            return
         if self.current_address is not None:
             # A path alone (pasted, or a file dropped on the terminal), before it is taken
             # for a /command: `/home/me/cat.png` is a file, not an unknown command.
@@ -549,6 +637,16 @@ class MainScreen(FileActions):
     @on(Composer.Changed, "#composer")
     def _composer_changed(self, event: Composer.Changed) -> None:
         self._show_counter()
+        self._maybe_send_typing(self.composer.text)
+
+    def _maybe_send_typing(self, text: str) -> None:
+        """Tell the conversation shown that we type (at most every few seconds): not for a
+        /command, and not while editing a message."""
+        address = self.current_address
+        if address is None or not text or text.startswith("/") or self.composer.editing:
+            return
+        if self.typing_sender.should_send(address):
+            self.chat.request_typing(address)
 
     def _show_counter(self) -> None:
         """`3950/4000` once the text nears `max_text`; in error colours beyond it."""
@@ -605,12 +703,14 @@ class MainScreen(FileActions):
                     self._warn("Open a conversation first: pick one in the sidebar, or /msg NICK.")
                 else:
                     self.chat.request_send(address, text)
+                    self.typing_sender.sent_message(address)
             case commands.Me(text=text):
                 address = self.current_address
                 if address is None:
                     self._warn("Open a conversation first: pick one in the sidebar, or /msg NICK.")
                 else:
                     self.chat.request_send(address, f"/me {text}")
+                    self.typing_sender.sent_message(address)
             case commands.Msg(nick=nick, text=text):
                 if self.state.knows(nick) or self.pane_for(dm_address(nick)) is not None:
                     pane = await self.open_conversation(dm_address(nick))

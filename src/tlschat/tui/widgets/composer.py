@@ -1,4 +1,5 @@
-"""The input box: multi-line text, Tab completion, and a history and a draft per conversation."""
+"""The input box: multi-line text, Tab completion, a history and a draft per conversation, and
+editing one's last message (up arrow on an empty box)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class Composer(TextArea):
         # The log scrolls with these, even while typing (the box itself is only a few lines).
         Binding("pageup", "screen.scroll_log('page_up')", "Older", show=False),
         Binding("pagedown", "screen.scroll_log('page_down')", "Newer", show=False),
+        Binding("escape", "cancel_edit", "Cancel edit", show=False),
     ]
 
     HISTORY_SIZE: ClassVar[int] = 200
@@ -50,10 +52,13 @@ class Composer(TextArea):
     class Submitted(Message):
         """The user pressed Enter on a non-empty text (already cleared from the box)."""
 
-        def __init__(self, composer: Composer, text: str) -> None:
+        def __init__(self, composer: Composer, text: str, editing: int | None = None) -> None:
             super().__init__()
             self.composer = composer
             self.text = text
+            self.editing = editing
+            """The id of the message this text replaces (up arrow on an empty box), if any; the
+            text is empty to delete it."""
 
         @property
         def control(self) -> Composer:
@@ -80,6 +85,11 @@ class Composer(TextArea):
         self.completer: Completer | None = None
         """Set by the screen: where Tab finds candidates."""
         self._cycle: _Cycle | None = None
+        self.last_own: Callable[[], tuple[int, str] | None] | None = None
+        """(id, text) of our last message in the conversation in view: up arrow on an empty
+        box edits it (set by the screen)."""
+        self.editing: int | None = None
+        """The message being edited, while the box holds its new text."""
 
     @property
     def sent(self) -> list[str]:
@@ -102,6 +112,8 @@ class Composer(TextArea):
         """Show another conversation's draft; this one's unsent text waits for it."""
         if conversation == self.conversation:
             return
+        if self.editing is not None:
+            self.action_cancel_edit()  # an edit belongs to the conversation it started in
         if self.text:
             self._drafts[self.conversation] = self.text
         else:
@@ -144,6 +156,13 @@ class Composer(TextArea):
 
     def submit(self) -> None:
         text = self.text
+        editing, self.editing = self.editing, None
+        if editing is not None:
+            # An emptied box asks to delete the message (the screen confirms first).
+            self._end_edit()
+            self.clear()
+            self.post_message(self.Submitted(self, text if text.strip() else "", editing))
+            return
         if not text.strip():
             return
         history = self.sent
@@ -155,7 +174,40 @@ class Composer(TextArea):
         self.clear()
         self.post_message(self.Submitted(self, text))
 
+    def start_edit(self, msg_id: int, text: str) -> None:
+        """Put message `msg_id` in the box to edit it: Enter replaces it, Escape cancels."""
+        self._position = None
+        self._draft = ""
+        self.editing = msg_id
+        self.value = text
+        self.border_title = "editing your message · Enter saves · empty deletes · Esc cancels"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_edit":
+            return self.editing is not None  # otherwise Escape goes on to the screen
+        return super().check_action(action, parameters)
+
+    def action_cancel_edit(self) -> None:
+        if self.editing is not None:
+            self.editing = None
+            self.clear()
+            self._end_edit()
+
+    def _end_edit(self) -> None:
+        self.border_title = None
+
     def action_cursor_up(self, select: bool = False) -> None:
+        if (
+            not select
+            and not self.text
+            and self._position is None
+            and self.editing is None
+            and self.last_own is not None
+        ):
+            found = self.last_own()
+            if found is not None:
+                self.start_edit(*found)
+                return
         if not select and self.cursor_location[0] == 0 and self._walk(-1):
             return
         super().action_cursor_up(select)
@@ -169,7 +221,7 @@ class Composer(TextArea):
     def _walk(self, step: int) -> bool:
         """Move `step` texts through the history (-1 older, +1 newer); False if it cannot."""
         history = self.sent
-        if not history:
+        if not history or self.editing is not None:
             return False
         if self._position is None:
             if step > 0:

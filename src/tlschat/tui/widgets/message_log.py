@@ -71,6 +71,12 @@ class Entry:
     """The message's file: a picture or a card below the text."""
     file_line: int = -1
     """Index in `strips` of the file's first line (-1: none)."""
+    raw: str = ""
+    """The message's own text (without the picture's line): what editing it starts from."""
+    edited: bool = False
+    """Shown with "(edited)" after its text (PROTOCOL.md "Edit and delete")."""
+    deleted: bool = False
+    """Shown as "message deleted" in its place."""
 
 
 class MessageLog(ScrollView, can_focus=True):
@@ -240,21 +246,60 @@ class MessageLog(ScrollView, can_focus=True):
         return [strip.text.rstrip() for strip in self._lines]
 
     def add_messages(self, messages: Iterable[ChatMessage]) -> int:
-        """Show messages in id order, skipping ids already shown; return how many were new."""
+        """Show messages in id order, skipping ids already shown; return how many were new.
+
+        An edit or delete entry (`edit_of`, `delete_of`) changes the message it names, where it
+        is shown, and is not counted: it is no new message."""
         fresh = sorted((m for m in messages if m.id not in self._ids), key=lambda m: m.id)
         if not fresh:
             return 0
         view = self._view()
         newest = self._max_id
+        added: list[ChatMessage] = []
         for message in fresh:
             self._ids.add(message.id)
+            if message.edit_of is not None or message.delete_of is not None:
+                self._apply_change(message)
+                continue
             self._insert(self._entry_for(message))
+            added.append(message)
         self._relayout(view)
         at_bottom = view[0]
-        below = [m for m in fresh if m.id > newest and m.from_.casefold() != self.me.casefold()]
+        below = [m for m in added if m.id > newest and m.from_.casefold() != self.me.casefold()]
         if below and not at_bottom and self._lines and self.max_scroll_y > 0:
             self._set_unseen(self.unseen + len(below))
-        return len(fresh)
+        return len(added)
+
+    def _apply_change(self, change: ChatMessage) -> None:
+        """An edit or delete entry: change the message it names where it is shown."""
+        target = change.edit_of if change.edit_of is not None else change.delete_of
+        entry = next((e for e in self._entries if e.id == target and not e.notice), None)
+        if entry is None or entry.deleted:
+            return  # not loaded here (older history brings it as it stands now)
+        if change.delete_of is not None:
+            entry.deleted, entry.text, entry.raw = True, "", ""
+            entry.file, entry.file_line = None, -1
+        else:
+            entry.edited = True
+            entry.raw = _UNPRINTABLE.sub("\ufffd", change.text)
+            entry.text = self._shown_text(entry.raw, entry.file)
+        entry.strips = []
+
+    def scroll_to_message(self, msg_id: int) -> bool:
+        """Put message `msg_id` at the top of the view; False if it is not loaded here."""
+        index = next((i for i, e in enumerate(self._entries) if e.id == msg_id), None)
+        if index is None:
+            return False
+        if index < len(self._starts):
+            self.scroll_to(y=self._starts[index], animate=False, force=True)
+        return True
+
+    def last_own_message(self) -> tuple[int, str] | None:
+        """(id, text) of our newest message shown that is not deleted (up arrow edits it)."""
+        for entry in reversed(self._entries):
+            if entry.id and entry.own and not entry.deleted and not entry.notice:
+                return entry.id, entry.raw
+        return None
 
     def set_unread_after(self, marker: int | None) -> None:
         """Draw the unread line above the first message of others newer than `marker`."""
@@ -491,24 +536,33 @@ class MessageLog(ScrollView, can_focus=True):
     # --- building and rendering ----------------------------------------------------------------
 
     def _entry_for(self, message: ChatMessage) -> Entry:
-        text = _UNPRINTABLE.sub("\ufffd", message.text)
-        meta = message.file
+        raw = "" if message.deleted else _UNPRINTABLE.sub("\ufffd", message.text)
+        meta = None if message.deleted else message.file
         if meta is not None:
             # The file's name is a peer's text too: never control characters on the terminal.
             meta = meta.model_copy(update={"name": _UNPRINTABLE.sub("\ufffd", meta.name)})
-            if attachments.wants_picture(meta):
-                text = f"{text}\n{describe_file(meta)}" if text else describe_file(meta)
-            elif not text:
-                text = meta.name  # the card below says the rest
         own = message.from_.casefold() == self.me.casefold()
         return Entry(
             message.id,
             local_time(message.ts, self.tz),
-            text,
+            self._shown_text(raw, meta),
             nick=message.from_,
             own=own,
             file=meta,
+            raw=raw,
+            edited=message.edited is not None,
+            deleted=bool(message.deleted),
         )
+
+    @staticmethod
+    def _shown_text(text: str, meta: FileMeta | None) -> str:
+        """A message's text with, for a picture, its description line under it."""
+        if meta is not None:
+            if attachments.wants_picture(meta):
+                return f"{text}\n{describe_file(meta)}" if text else describe_file(meta)
+            if not text:
+                return meta.name  # the card below says the rest
+        return text
 
     def _insert(self, entry: Entry) -> None:
         assert entry.id is not None
@@ -543,7 +597,12 @@ class MessageLog(ScrollView, can_focus=True):
             component = "message-log--own" if entry.own else "message-log--nick"
             body = Text(overflow="fold")
             text = entry.text
-            if text.startswith("/me "):  # an action: `* bob waves`
+            if entry.deleted:
+                body.append(entry.nick, style=self._style(component))
+                body.append(": ")
+                body.append("message deleted", style=self._style("message-log--notice"))
+                text = ""
+            elif text.startswith("/me "):  # an action: `* bob waves`
                 body.append("* ", style=self._style("message-log--action"))
                 body.append(entry.nick, style=self._style(component))
                 text = text[3:]
@@ -558,6 +617,8 @@ class MessageLog(ScrollView, can_focus=True):
                 mention = self._style("message-log--mention")
                 for match in mention_pattern(self.me).finditer(text):
                     body.stylize(mention, start + match.start(), start + match.end())
+            if entry.edited and not entry.deleted:
+                body.append(" (edited)", style=self._style("message-log--notice"))
         grid.add_row(time, mark, body)
         options = console.options.update(width=width, min_width=width, max_width=width, height=None)
         lines = console.render_lines(grid, options, pad=True)

@@ -1,0 +1,53 @@
+"""PROTOCOL.md "Search": full-text search, through the store, over what the user may read."""
+
+from __future__ import annotations
+
+from tlschat.protocol import ErrorCode, RequestError, SearchRequest, SearchResult
+from tlschat.server.fit import fit_search
+from tlschat.server.rules.base import Context, Peer, address, logged_in_user, room_seen_by
+from tlschat.server.rules.messages import MessageRules, message_frames
+from tlschat.server.search import parse_query
+
+
+class SearchRules:
+    def __init__(self, ctx: Context, messages: MessageRules) -> None:
+        self.ctx = ctx
+        self.messages = messages
+
+    async def search(self, peer: Peer, f: SearchRequest) -> None:
+        ctx = self.ctx
+        user = logged_in_user(peer)
+        query = parse_query(f.query)
+        if query is None:
+            raise RequestError(ErrorCode.BAD_REQUEST, "member 'query': holds no word")
+        dm: tuple[str, str] | None = None
+        identity: str | None = None
+        rooms: dict[str, int]
+        if f.with_ is None:
+            # Every direct conversation of this identity, and each room since the user joined
+            # it (as the replay does): never a room it left, nor an earlier guest's messages.
+            identity = user.identity
+            rooms = {
+                r.key: r.joined_after.get(user.key, 0) for r in ctx.registry.rooms_of(user.key)
+            }
+        else:
+            kind, name = address("with", f.with_)
+            if kind == "@":
+                target = await self.messages._dm_identity(name)
+                if target is None:
+                    raise RequestError(ErrorCode.NO_SUCH_USER, f"no user {name}")
+                dm = (user.identity, target[0])
+                rooms = {}
+            else:
+                room = room_seen_by(ctx, user, name)  # the same answers as `history`
+                if not room.is_member(user.key):
+                    raise RequestError(
+                        ErrorCode.FORBIDDEN, f"only members of {room.name} may search it"
+                    )
+                rooms = {room.key: room.joined_after.get(user.key, 0)}
+        stored, more = await ctx.store.search(
+            query, identity=identity, dm=dm, rooms=rooms, before=f.before, limit=f.limit
+        )
+        messages = await message_frames(ctx, stored)
+        reply = SearchResult(ref=f.ref, query=f.query, messages=tuple(messages), more=more)
+        peer.send(fit_search(reply, ctx.config.max_frame))
