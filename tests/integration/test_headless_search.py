@@ -48,7 +48,7 @@ async def test_search_prints_matches_newest_first(
     assert code == 0
     assert out.splitlines()[0].endswith("alice -> @alice: deployment notes (edited)")
     code, out, err = await tlschat("search", address, "alice", "!!!", *ca, env=env)
-    assert code == 1
+    assert code == 6  # refused by the server (PRODUCT.md "Command line")
     assert out == ""
     assert "bad_request" in assert_one_clean_line(err)
 
