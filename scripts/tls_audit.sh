@@ -79,7 +79,7 @@ if [ -z "$target" ]; then
         cat "$work/serve.log" >&2
         exit 1
     fi
-    grep -E '^(tlschat |SHA-256)' "$work/serve.log"
+    grep -E 'listening on' "$work/serve.log" || true
     target=127.0.0.1:$port
 fi
 
