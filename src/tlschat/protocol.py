@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 
 PROTOCOL_VERSION = 1
 ALPN = "tlschat/1"
@@ -156,6 +163,17 @@ _second_prefix: tuple[int, str] = (-1, "")
 """The last whole second formatted, and its `YYYY-MM-DDTHH:MM:SS.` (one strftime a second)."""
 
 
+def _no_controls(text: str) -> str:
+    if has_forbidden_controls(text):
+        raise ValueError("holds control characters")
+    return text
+
+
+PlainText = Annotated[str, AfterValidator(_no_controls)]
+"""Text a user wrote (`send`, `edit`, a topic): PROTOCOL.md refuses C0 controls other than
+newline and tab, DEL and C1 (`bad_request`)."""
+
+
 def utc_timestamp(moment: datetime | None = None) -> str:
     """UTC, ISO 8601 with milliseconds: `2026-11-26T12:00:00.123Z`."""
     global _second_prefix
@@ -224,15 +242,8 @@ class Pong(Request):
 class Send(Request):
     type: Literal["send"] = "send"
     to: str
-    text: str
+    text: PlainText
     file: str | None = None
-
-    @field_validator("text")
-    @classmethod
-    def _no_controls(cls, text: str) -> str:
-        if has_forbidden_controls(text):
-            raise ValueError("text holds control characters")
-        return text
 
 
 class HistoryRequest(Request):
@@ -246,14 +257,7 @@ class HistoryRequest(Request):
 class Edit(Request):
     type: Literal["edit"] = "edit"
     id: RequestId
-    text: str
-
-    @field_validator("text")
-    @classmethod
-    def _no_controls(cls, text: str) -> str:
-        if has_forbidden_controls(text):
-            raise ValueError("text holds control characters")
-        return text
+    text: PlainText
 
 
 class Delete(Request):
@@ -278,15 +282,8 @@ class Create(Request):
     type: Literal["create"] = "create"
     room: str
     public: bool = False
-    topic: str = ""
+    topic: PlainText = ""
     invite: tuple[str, ...] = ()
-
-    @field_validator("topic")
-    @classmethod
-    def _no_controls(cls, topic: str) -> str:
-        if has_forbidden_controls(topic):
-            raise ValueError("topic holds control characters")
-        return topic
 
 
 class Invite(Request):
@@ -322,14 +319,7 @@ class RoomsRequest(Request):
 class TopicRequest(Request):
     type: Literal["topic"] = "topic"
     room: str
-    topic: str
-
-    @field_validator("topic")
-    @classmethod
-    def _no_controls(cls, topic: str) -> str:
-        if has_forbidden_controls(topic):
-            raise ValueError("topic holds control characters")
-        return topic
+    topic: PlainText
 
 
 class Kick(Request):
