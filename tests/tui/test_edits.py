@@ -159,4 +159,6 @@ async def test_a_change_to_a_conversation_not_open_opens_nothing() -> None:
         client.push(entry(old, 101, text="", delete_of=old.id))
         client.receive("carol", "@bob", "a marker")
         await wait_for(pilot, lambda: screen.pane_for("@carol") is not None, "carol's pane")
+        carol = log_of(screen, "@carol")
+        await wait_for(pilot, lambda: len(carol.message_ids) == 1, "the marker shown")
         assert screen.pane_for("@alice") is None

@@ -121,30 +121,40 @@ class MainScreen(FileActions):
         self.typing_sender = TypingSender()
         self._goto: dict[str, tuple[int, int]] = {}
         """Conversation key -> (message id to show, history pages left to find it)."""
+        # The screen keeps its widgets rather than querying for them: a message that arrives
+        # while the app is closing (its widgets already pruned) must not raise NoMatches.
+        self._status = StatusBar(id="status")
+        self._sidebar = Sidebar(id="sidebar")
+        self._placeholder = Static(Content(PLACEHOLDER), id="placeholder")
+        self._tabs = TabbedContent(id="tabs")
+        self._typing_line = TypingLine(id="typing-line")
+        self._invitation_bar = InvitationBar(id="invitation-bar")
+        self._counter = Static("", id="counter")
+        self._composer = Composer(placeholder="Pick a conversation, or type /help", id="composer")
 
     @property
     def chat(self) -> ChatApp:
         return cast("ChatApp", self.app)
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
+        yield self._status
         with Horizontal(id="body"):
-            yield Sidebar(id="sidebar")
+            yield self._sidebar
             with Vertical(id="conversation"):
-                yield Static(Content(PLACEHOLDER), id="placeholder")
-                yield TabbedContent(id="tabs")
-                yield TypingLine(id="typing-line")
-                yield InvitationBar(id="invitation-bar")
+                yield self._placeholder
+                yield self._tabs
+                yield self._typing_line
+                yield self._invitation_bar
                 yield UploadBar(id="upload-bar")
-                yield Static("", id="counter")
-                yield Composer(placeholder="Pick a conversation, or type /help", id="composer")
+                yield self._counter
+                yield self._composer
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.composer.cursor_blink = self.chat.cursor_blink
         self.composer.completer = self.completions
         self.composer.last_own = self._last_own_message
-        self.query_one(InvitationBar).show(None)
+        self._invitation_bar.show(None)
         self._update_placeholder()
         self.refresh_sidebar()
         self.composer.focus()
@@ -168,19 +178,19 @@ class MainScreen(FileActions):
 
     @property
     def tabs(self) -> TabbedContent:
-        return self.query_one("#tabs", TabbedContent)
+        return self._tabs
 
     @property
     def composer(self) -> Composer:
-        return self.query_one("#composer", Composer)
+        return self._composer
 
     @property
     def status(self) -> StatusBar:
-        return self.query_one("#status", StatusBar)
+        return self._status
 
     @property
     def sidebar(self) -> Sidebar:
-        return self.query_one("#sidebar", Sidebar)
+        return self._sidebar
 
     def pane_for(self, address: str) -> ConversationPane | None:
         return self._panes.get(conversation_key(address))
@@ -255,7 +265,7 @@ class MainScreen(FileActions):
         pane = await self.open_conversation(address, activate=False)
         self.state.saw(pane.address, message.id)
         added = pane.log_view.add_messages([message])
-        self.query_one(TypingLine).message_from(address, message.from_)
+        self._typing_line.message_from(address, message.from_)
         if not added or self.state.is_me(message.from_):
             if added:
                 self.refresh_sidebar()  # recency
@@ -385,7 +395,7 @@ class MainScreen(FileActions):
 
     def _update_placeholder(self) -> None:
         empty = not self._panes
-        self.query_one("#placeholder", Static).display = empty
+        self._placeholder.display = empty
         self.tabs.display = not empty
 
     def _update_composer_hint(self) -> None:
@@ -416,7 +426,7 @@ class MainScreen(FileActions):
             self.read_soon()
         self._update_composer_hint()
         self.refresh_bindings()  # Invite and Leave depend on the pane
-        self.query_one(TypingLine).show(address)
+        self._typing_line.show(address)
         # The active tab is always in view, even after many tabs (or a long name) were added.
         self.call_after_refresh(self._scroll_to_active_tab)
 
@@ -480,7 +490,7 @@ class MainScreen(FileActions):
 
     def show_invitation(self, invitation: Invitation | None) -> None:
         """Put `invitation` in the notification bar (None hides it)."""
-        self.query_one(InvitationBar).show(invitation)
+        self._invitation_bar.show(invitation)
         self.refresh_bindings()
 
     @on(InvitationBar.Answered)
@@ -488,13 +498,13 @@ class MainScreen(FileActions):
         self.chat.answer_invitation(event.room, event.answer)
 
     def action_answer_invitation(self, answer: str) -> None:
-        invitation = self.query_one(InvitationBar).invitation
+        invitation = self._invitation_bar.invitation
         if invitation is not None:
             self.chat.answer_invitation(invitation.room, answer)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "answer_invitation":
-            return self.query_one(InvitationBar).invitation is not None
+            return self._invitation_bar.invitation is not None
         if action in ("invite", "leave"):
             return self.current_room is not None  # only in a group pane
         return True
@@ -536,7 +546,7 @@ class MainScreen(FileActions):
         if self.state.is_me(nick):
             return
         address = to if to.startswith("#") else dm_address(nick)
-        self.query_one(TypingLine).noted(self._canonical(address), nick)
+        self._typing_line.noted(self._canonical(address), nick)
 
     def action_search(self) -> None:
         screen = SearchScreen(
@@ -650,7 +660,7 @@ class MainScreen(FileActions):
 
     def _show_counter(self) -> None:
         """`3950/4000` once the text nears `max_text`; in error colours beyond it."""
-        counter = self.query_one("#counter", Static)
+        counter = self._counter
         length = len(self.composer.text)
         limit = self.state.max_text
         near = length >= limit * 0.9
