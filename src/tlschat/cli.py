@@ -136,6 +136,12 @@ def _limit_options(func: Any) -> Any:
     metavar="HOST:PORT",
     help="serve Prometheus metrics (plain HTTP) here",
 )
+@click.option(
+    "--database",
+    default=None,
+    metavar="URL",
+    help="a PostgreSQL database (postgresql://...) shared by several nodes (default: SQLite)",
+)
 @click.option("--admin", multiple=True, metavar="NICK", help="an administrator's nick (repeatable)")
 @click.option(
     "--registration",

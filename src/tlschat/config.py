@@ -40,6 +40,9 @@ class ServerConfig:
     """`text` (one line an event) or `json` (one JSON object a line)."""
     metrics: str | None = None
     """HOST:PORT to serve Prometheus metrics on (plain HTTP), or None."""
+    database: str | None = None
+    """A PostgreSQL DSN (`postgresql://...`) shared by several nodes; None: the SQLite file in
+    the data directory."""
     admin: tuple[str, ...] = ()
     """Nicks of the server's administrators (PROTOCOL.md "Administration")."""
     registration: str = "open"
@@ -101,7 +104,7 @@ def _coerce(name: str, raw: Any) -> Any:
     try:
         if name in _PATH_FIELDS:
             return None if raw in (None, "") else Path(str(raw)).expanduser()
-        if name == "metrics":
+        if name in ("metrics", "database"):
             return None if raw in (None, "") else str(raw)
         if name in ("name", "admin"):
             if isinstance(raw, str):
@@ -183,6 +186,8 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError(f"--tls-min must be 1.3 or 1.2, not {config.tls_min!r}")
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port {config.port} is out of range (0-65535)")
+    if config.database and not config.database.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("--database must be a postgresql:// URL")
     if (config.cert is None) != (config.key is None):
         raise ConfigError("--cert and --key go together")
     positive = [

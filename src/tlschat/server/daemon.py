@@ -26,6 +26,7 @@ from tlschat.server.connection import Session
 from tlschat.server.datadir import DataDirBusy, DataDirLock, make_private_dir
 from tlschat.server.files import FileStore
 from tlschat.server.hub import LocalHub
+from tlschat.server.pg_store import PgStore, redacted
 from tlschat.server.registry import Invitation, Registry, Room
 from tlschat.server.rules import Context, Rules
 from tlschat.server.sqlite_store import SqliteStore
@@ -52,6 +53,18 @@ class StartupError(TlsChatError):
     """The daemon cannot start; the message is one line for the user."""
 
 
+def make_store(config: ServerConfig, data_dir: Path) -> SqliteStore | PgStore:
+    """PostgreSQL when `--database` names one (several nodes share it), else the embedded
+    SQLite file of the data directory."""
+    store: SqliteStore | PgStore
+    if config.database:
+        store = PgStore(config.database)
+    else:
+        store = SqliteStore(data_dir / "tlschat.db")
+    store.observe_commit = metrics.observe_commit
+    return store
+
+
 class ChatServer:
     """One tlschat daemon. `await start()`, then `await close()` (idempotent)."""
 
@@ -60,8 +73,7 @@ class ChatServer:
         self.data_dir = config.data_dir or platformdirs.user_data_path("tlschat")
         self.registry = Registry()
         self.hub = LocalHub()
-        self.store = SqliteStore(self.data_dir / "tlschat.db")
-        self.store.observe_commit = metrics.observe_commit
+        self.store = make_store(config, self.data_dir)
         self.metrics: metrics.MetricsServer | None = None
         self._lock = DataDirLock(self.data_dir)
         self.rules: Rules | None = None
@@ -128,7 +140,8 @@ class ChatServer:
         try:
             await self.store.open()
         except Exception as exc:
-            raise StartupError(f"cannot open database in {self.data_dir}: {exc}") from None
+            where = redacted(cfg.database) if cfg.database else f"in {self.data_dir}"
+            raise StartupError(f"cannot open database {where}: {exc}") from None
         last_id = await self.store.max_message_id()
         await self._load_rooms()
         self.files = FileStore(cfg, self.data_dir, self.store)
