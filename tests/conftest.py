@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -11,9 +12,41 @@ from typing import Any
 import pytest
 import trustme
 
+from tests.pgserver import pg_database, pg_databases, pg_server
 from tests.wire import Wire
 from tlschat import tls
 from tlschat.config import ServerConfig
+
+__all__ = [
+    "pg_database",
+    "pg_databases",
+    "pg_server",
+]  # fixtures of tests/pgserver.py, for every test
+
+TEST_STORE = os.environ.get("TLSCHAT_TEST_STORE", "sqlite")
+"""`postgres`: servers the tests start use a fresh PostgreSQL database each (tests/pgserver.py)
+instead of the SQLite file of their data directory. Tests about SQLite itself are marked
+`sqlite_only` and skipped then."""
+if TEST_STORE not in {"sqlite", "postgres"}:
+    raise pytest.UsageError(f"TLSCHAT_TEST_STORE must be sqlite or postgres, not {TEST_STORE!r}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if TEST_STORE != "postgres":
+        return
+    skip = pytest.mark.skip(reason="about the SQLite store (TLSCHAT_TEST_STORE=postgres)")
+    for item in items:
+        if item.get_closest_marker("sqlite_only"):
+            item.add_marker(skip)
+
+
+def database_for_test(request: pytest.FixtureRequest) -> str | None:
+    """The `database` setting for a server of this test: None (SQLite) or a fresh DSN."""
+    if TEST_STORE != "postgres":
+        return None
+    dsn: str = request.getfixturevalue("pg_database")
+    return dsn
+
 
 # Tests raise the abuse limits they are not about, so that a fast test client is not throttled.
 GENEROUS = {
@@ -62,13 +95,16 @@ def client_ctx(cert_files: CertFiles) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def server_config(tmp_path: Path, cert_files: CertFiles) -> ServerConfig:
+def server_config(
+    tmp_path: Path, cert_files: CertFiles, request: pytest.FixtureRequest
+) -> ServerConfig:
     return ServerConfig(
         host="127.0.0.1",
         port=0,
         cert=cert_files.cert,
         key=cert_files.key,
         data_dir=tmp_path / "data",
+        database=database_for_test(request),
         **GENEROUS,  # type: ignore[arg-type]
     )
 

@@ -6,9 +6,9 @@ postmaster's own, read back from postmaster.pid); `stop()` ends it by that PID. 
 refuses to run as root and CI runs as root: then initdb and postgres run as the `postgres`
 user (`runuser`), owning the directory.
 
-The pytest fixtures: `pg_server` (one cluster for the session, with a database migrated once
-as a template) and `pg_database` (a fresh database per test, copied from the template: a
-CREATE DATABASE, much faster than migrating again; dropped at teardown).
+The pytest fixtures: `pg_databases` (one cluster for the session, with a database migrated once
+as a template), `pg_server` (that cluster, running) and `pg_database` (an empty database for one
+test: a copy of the template, or the database of a finished test emptied again).
 """
 
 from __future__ import annotations
@@ -182,25 +182,57 @@ async def _migrate_template(server: PgServer) -> None:
 
 _numbers = itertools.count(1)
 
+_RESET = """
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid();
+SET session_replication_role = replica;
+DO $$
+DECLARE name TEXT;
+BEGIN
+    FOR name IN SELECT tablename FROM pg_tables
+            WHERE schemaname = 'public' AND tablename <> 'schema_version' LOOP
+        EXECUTE format('DELETE FROM %I', name);
+    END LOOP;
+    FOR name IN SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' LOOP
+        PERFORM setval(quote_ident(name), 1, false);
+    END LOOP;
+END $$;
+"""
+"""Empty a used database as if new: its connections are ended, every row goes (foreign keys
+unchecked meanwhile) and every sequence starts again."""
+
 
 class PgDatabases:
-    """Fresh databases on one server, each a copy of the migrated template."""
+    """Fresh databases on one server: a copy of the migrated template (CREATE DATABASE takes
+    ~0.2 s), or one a finished test used, emptied (a few milliseconds)."""
 
     def __init__(self, server: PgServer) -> None:
         self.server = server
+        self.free: list[str] = []
 
-    def create(self) -> str:
+    def take(self) -> str:
+        if self.free:
+            return self.free.pop()
         name = f"test_{os.getpid()}_{next(_numbers)}"
         asyncio.run(_admin(self.server, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
         return name
 
-    def drop(self, name: str) -> None:
-        if self.server.pid is not None:
-            asyncio.run(_admin(self.server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    def give_back(self, name: str) -> None:
+        async def reset() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(self.server.dsn(name))
+            try:
+                await conn.execute(_RESET)
+            finally:
+                await conn.close()
+
+        asyncio.run(reset())
+        self.free.append(name)
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
+def pg_databases() -> Iterator[PgDatabases]:
     """One PostgreSQL for the session, with the migrated template database."""
     try:
         server = PgServer()
@@ -209,19 +241,24 @@ def pg_server() -> Iterator[PgServer]:
     try:
         server.start()
         asyncio.run(_migrate_template(server))
-        yield server
+        yield PgDatabases(server)
     finally:
         server.cleanup()
 
 
 @pytest.fixture
-def pg_database(pg_server: PgServer) -> Iterator[str]:
-    """The DSN of a fresh, migrated database of its own for this test."""
-    databases = PgDatabases(pg_server)
-    if pg_server.pid is None:  # a test stopped it (and failed before starting it again)
-        pg_server.start()
-    name = databases.create()
+def pg_server(pg_databases: PgDatabases) -> PgServer:
+    """The session's PostgreSQL, running (a test may stop and start it)."""
+    if pg_databases.server.pid is None:  # a test stopped it and failed before restarting it
+        pg_databases.server.start()
+    return pg_databases.server
+
+
+@pytest.fixture
+def pg_database(pg_databases: PgDatabases, pg_server: PgServer) -> Iterator[str]:
+    """The DSN of an empty, migrated database of this test's own."""
+    name = pg_databases.take()
     yield pg_server.dsn(name)
     if pg_server.pid is None:
         pg_server.start()
-    databases.drop(name)
+    pg_databases.give_back(name)
