@@ -1,0 +1,265 @@
+"""PgStore against a real PostgreSQL (tests/pgserver.py): ids across nodes, group commit,
+search with the same answers as the SQLite store, unavailability and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.pgserver import PgServer
+from tlschat.server.pg_store import PgStore
+from tlschat.server.search import parse_query
+from tlschat.server.sqlite_store import SqliteStore
+from tlschat.server.store import NewMessage, StoreUnavailable
+
+
+@pytest.fixture
+async def store(pg_database: str) -> AsyncIterator[PgStore]:
+    opened = PgStore(pg_database)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def dm(text: str, sender: str = "alice", to: str = "bob", **extra: object) -> NewMessage:
+    pair = (sender, to)
+    return NewMessage(
+        ts="2024-01-01T00:00:00Z",
+        sender=sender,
+        to_addr=f"@{to}",
+        text=text,
+        dm=pair,
+        sender_id=sender,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def in_room(text: str, room: str, sender: str = "alice") -> NewMessage:
+    return NewMessage(
+        ts="2024-01-01T00:00:00Z",
+        sender=sender,
+        to_addr=f"#{room}",
+        text=text,
+        room_key=room,
+        sender_id=sender,
+    )
+
+
+async def test_group_commit_answers_each_caller_with_its_own_id(store: PgStore) -> None:
+    ids = await asyncio.gather(*(store.add_message(dm(f"hello {n}")) for n in range(50)))
+    assert ids == list(range(1, 51))  # queued in this order, committed in this order
+    batches, writes = store.commits
+    assert writes == 50
+    assert batches < 5  # together, not one transaction each
+    got = await store.get_message(17)
+    assert got is not None and got.text == "hello 16"
+
+
+async def test_ids_commit_in_order_across_nodes(pg_database: str) -> None:
+    """Three stores (three nodes) write at once; a reader polling the table never sees an id
+    committed while a smaller one is still missing: ids are unique and increasing in commit
+    order cluster-wide (the advisory lock of pg_store.py)."""
+    nodes = [PgStore(pg_database) for _ in range(3)]
+    for node in nodes:
+        await node.open()
+    reader = await asyncpg.connect(pg_database)
+    done = False
+    snapshots = 0
+
+    async def poll() -> None:
+        nonlocal snapshots
+        while not done:
+            ids = [row[0] for row in await reader.fetch("SELECT id FROM messages ORDER BY id")]
+            assert ids == list(range(1, len(ids) + 1)), "an id became visible before a smaller one"
+            snapshots += 1
+
+    async def send(node: PgStore, name: str) -> list[int]:
+        mine = []
+        for burst in range(10):
+            mine += await asyncio.gather(
+                *(node.add_message(dm(f"{name} {burst} {n}", sender=name)) for n in range(5))
+            )
+        return mine
+
+    try:
+        poller = asyncio.create_task(poll())
+        results = await asyncio.gather(*(send(n, f"node{i}") for i, n in enumerate(nodes)))
+        done = True
+        await poller
+    finally:
+        await reader.close()
+        for node in nodes:
+            await node.close()
+    everything = [msg_id for mine in results for msg_id in mine]
+    assert sorted(everything) == list(range(1, 151))
+    for mine in results:
+        assert mine == sorted(mine)  # each node's callers answered in id order
+    assert snapshots > 1
+
+
+async def test_edit_and_delete_entries(store: PgStore) -> None:
+    first = await store.add_message(dm("the original words"))
+    edit = await store.add_message(dm("the new words", edit_of=first))
+    assert edit > first
+    message = await store.get_message(first)
+    assert message is not None and message.text == "the new words" and message.edited
+    gone = await store.add_message(dm("", delete_of=first))
+    assert gone > edit
+    message = await store.get_message(first)
+    assert message is not None and message.deleted and message.text == ""
+    entry = await store.get_message(edit)
+    assert entry is not None and entry.text == ""  # an edit's text goes with its message
+    # A second delete, or an edit of a deleted message, stores nothing.
+    assert await store.add_message(dm("", delete_of=first)) == 0
+    assert await store.add_message(dm("again", edit_of=first)) == 0
+    assert await store.add_message(dm("of an entry", edit_of=edit)) == 0
+    history, more = await store.history(dm=("bob", "alice"), before=None, limit=10)
+    assert [m.id for m in history] == [first] and not more
+    replay = await store.replay("bob", {}, 0, 10)
+    assert [m.id for m in replay] == [first, edit, gone]
+
+
+async def test_read_markers_never_move_back(store: PgStore) -> None:
+    assert await store.set_read("alice", "@bob", 5) == 5
+    assert await store.set_read("alice", "@bob", 3) == 5
+    assert await store.set_read("alice", "@bob", 9) == 9
+
+
+# --- search: the same answers as the SQLite store ---------------------------------------------
+
+TEXTS = [
+    ("dm", "Deployed the new build to production"),
+    ("dm", "the build is BROKEN again"),
+    ("dm", "foo-bar baz: see http://example.com/path?q=1"),
+    ("dm", "Café crème, naïve façade"),
+    ("dm", "release notes for v1.2.3"),
+    ("room", "deploy tomorrow, the room knows"),
+    ("room", "build deployed to staging"),
+    ("early", "deploy in a room joined later"),
+    ("other", "deploy between carol and dave"),
+    ("dm", "_under_score and e-mail bob@example.org"),
+]
+QUERIES = [
+    "deplo",
+    "deploy",
+    "Deployed",
+    "build",
+    '"the build"',
+    '"build the"',
+    "BROKEN build",
+    "foo-bar",
+    "bar",
+    "example",
+    "com",
+    "café",
+    "cafe",
+    "CRÈME",
+    "v1",
+    "1.2",
+    '"1 2 3"',
+    "under",
+    "score",
+    "e-mail",
+    "mail bob",
+    '"new build" produc',
+    '"new build"',
+    "production deployed",
+    "nothing-like-this",
+]
+
+
+async def _fill(store: PgStore | SqliteStore) -> None:
+    await store.add_message(in_room("deploy before alice joined", "early"))
+    for kind, text in TEXTS:
+        if kind == "dm":
+            await store.add_message(dm(text))
+        elif kind == "other":
+            await store.add_message(dm(text, sender="carol", to="dave"))
+        else:
+            await store.add_message(in_room(text, kind))
+    edited = await store.add_message(dm("a deploy to be edited"))
+    await store.add_message(dm("now about kittens", edit_of=edited))
+    deleted = await store.add_message(dm("a deploy to be deleted"))
+    await store.add_message(dm("", delete_of=deleted))
+
+
+async def _answers(store: PgStore | SqliteStore, text: str) -> list[list[int]]:
+    query = parse_query(text)
+    assert query is not None
+    rooms = {"room": 0, "early": 1}
+    answers = []
+    for scope in (
+        {"identity": "alice", "rooms": rooms},
+        {"dm": ("bob", "alice"), "rooms": {}},
+        {"rooms": {"room": 0}},
+    ):
+        found, _ = await store.search(query, before=None, limit=50, **scope)  # type: ignore[arg-type]
+        answers.append([m.id for m in found])
+    return answers
+
+
+async def test_search_answers_as_the_sqlite_store(store: PgStore, tmp_path: Path) -> None:
+    sqlite = SqliteStore(tmp_path / "t.db")
+    await sqlite.open()
+    try:
+        await _fill(store)
+        await _fill(sqlite)
+        for text in QUERIES:
+            assert await _answers(store, text) == await _answers(sqlite, text), text
+    finally:
+        await sqlite.close()
+
+
+async def test_search_rules(store: PgStore) -> None:
+    await _fill(store)
+
+    async def ids(text: str, before: int | None = None, limit: int = 50) -> list[int]:
+        query = parse_query(text)
+        assert query is not None
+        found, _ = await store.search(
+            query, identity="alice", rooms={"room": 0, "early": 1}, before=before, limit=limit
+        )
+        return [m.id for m in found]
+
+    assert await ids("deplo") == [9, 8, 7, 2]  # prefix; newest first; never carol's or early
+    assert await ids('"deploy"') == [9, 7]  # a whole word: not "deployed"
+    assert await ids('"deplo"') == []  # quoted: exact
+    assert await ids("kittens") == [12]  # an edited message matches its latest text
+    assert await ids("edited") == []
+    assert await ids("deleted") == []  # deleted messages never match
+    assert await ids("deplo", before=8) == [7, 2]
+    found, more = await store.search(
+        parse_query("deplo"),  # type: ignore[arg-type]
+        identity="alice",
+        rooms={"room": 0},
+        before=None,
+        limit=1,
+    )
+    assert [m.id for m in found] == [8] and more
+
+
+# --- unavailability -------------------------------------------------------------------------
+
+
+async def test_unavailable_while_postgresql_is_down_then_recovers(
+    store: PgStore, pg_server: PgServer
+) -> None:
+    assert await store.add_message(dm("before")) == 1
+    await asyncio.to_thread(pg_server.stop)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.add_message(dm("while down"))
+        with pytest.raises(StoreUnavailable):
+            await store.get_message(1)
+    finally:
+        await asyncio.to_thread(pg_server.start)
+    # Back by itself: the pool connects again.
+    msg_id = await store.add_message(dm("after"))
+    assert msg_id > 1
+    message = await store.get_message(msg_id)
+    assert message is not None and message.text == "after"
+    assert (await store.get_message(1)) is not None
