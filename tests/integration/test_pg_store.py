@@ -9,8 +9,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-
 from tests.pgserver import PgServer
+
 from tlschat.server.pg_store import PgStore
 from tlschat.server.search import parse_query
 from tlschat.server.sqlite_store import SqliteStore
@@ -56,7 +56,8 @@ async def test_group_commit_answers_each_caller_with_its_own_id(store: PgStore) 
     assert writes == 50
     assert batches < 5  # together, not one transaction each
     got = await store.get_message(17)
-    assert got is not None and got.text == "hello 16"
+    assert got is not None
+    assert got.text == "hello 16"
 
 
 async def test_ids_commit_in_order_across_nodes(pg_database: str) -> None:
@@ -106,19 +107,25 @@ async def test_edit_and_delete_entries(store: PgStore) -> None:
     edit = await store.add_message(dm("the new words", edit_of=first))
     assert edit > first
     message = await store.get_message(first)
-    assert message is not None and message.text == "the new words" and message.edited
+    assert message is not None
+    assert message.text == "the new words"
+    assert message.edited
     gone = await store.add_message(dm("", delete_of=first))
     assert gone > edit
     message = await store.get_message(first)
-    assert message is not None and message.deleted and message.text == ""
+    assert message is not None
+    assert message.deleted
+    assert message.text == ""
     entry = await store.get_message(edit)
-    assert entry is not None and entry.text == ""  # an edit's text goes with its message
+    assert entry is not None
+    assert entry.text == ""
     # A second delete, or an edit of a deleted message, stores nothing.
     assert await store.add_message(dm("", delete_of=first)) == 0
     assert await store.add_message(dm("again", edit_of=first)) == 0
     assert await store.add_message(dm("of an entry", edit_of=edit)) == 0
     history, more = await store.history(dm=("bob", "alice"), before=None, limit=10)
-    assert [m.id for m in history] == [first] and not more
+    assert [m.id for m in history] == [first]
+    assert not more
     replay = await store.replay("bob", {}, 0, 10)
     assert [m.id for m in replay] == [first, edit, gone]
 
@@ -239,7 +246,8 @@ async def test_search_rules(store: PgStore) -> None:
         before=None,
         limit=1,
     )
-    assert [m.id for m in found] == [8] and more
+    assert [m.id for m in found] == [8]
+    assert more
 
 
 # --- unavailability -------------------------------------------------------------------------
@@ -261,5 +269,6 @@ async def test_unavailable_while_postgresql_is_down_then_recovers(
     msg_id = await store.add_message(dm("after"))
     assert msg_id > 1
     message = await store.get_message(msg_id)
-    assert message is not None and message.text == "after"
+    assert message is not None
+    assert message.text == "after"
     assert (await store.get_message(1)) is not None
