@@ -26,9 +26,10 @@ async def dial(client_ctx: ssl.SSLContext) -> AsyncIterator[Dialer]:
 
 @pytest.fixture(autouse=True)
 def daemon_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With TLSCHAT_TEST_STORE=postgres, `tlschat serve` subprocesses (tests/integration/
-    daemon_proc.py) of this test use a fresh PostgreSQL database (TLSCHAT_DATABASE)."""
-    if "Daemon" not in vars(request.module):
+    """With TLSCHAT_TEST_STORE=postgres, the `tlschat serve` subprocesses of this test (of a
+    module that starts some: tests/integration/daemon_proc.py, or its own `subprocess`) use a
+    fresh PostgreSQL database: TLSCHAT_DATABASE, in the environment they inherit."""
+    if not {"Daemon", "subprocess"} & set(vars(request.module)):
         return
     database = database_for_test(request)
     if database is not None:

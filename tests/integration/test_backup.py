@@ -7,8 +7,11 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
 from tests.integration.daemon_proc import TLSCHAT, Daemon, context_for
 from tests.wire import Wire
+
+pytestmark = pytest.mark.sqlite_only  # SQLite's online backup; PostgreSQL's is pg_dump
 
 
 async def test_backup_while_messages_are_sent(tmp_path: Path) -> None:

@@ -298,6 +298,7 @@ def _refused(proc: subprocess.Popen[str]) -> str:
     return err.strip().splitlines()[-1]
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("damage", ["garbage", "newer schema"])
 def test_a_database_that_cannot_be_opened_exits_2(tmp_path: Path, damage: str) -> None:
     data = tmp_path / "d"
@@ -328,6 +329,7 @@ def test_a_second_daemon_on_the_same_data_dir_is_refused(tmp_path: Path) -> None
 # --- 10. a full disk --------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's: test_pg_store.py, PostgreSQL stopped and restarted
 async def test_a_full_store_answers_unavailable_and_recovers(
     start_server: Any, dial: Dialer
 ) -> None:
@@ -355,6 +357,7 @@ async def test_a_full_store_answers_unavailable_and_recovers(
 # --- 11. secrets in files ---------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # it checks the modes of tlschat.db and its WAL files too
 def test_the_daemon_creates_private_files_and_folders(tmp_path: Path) -> None:
     data = tmp_path / "d"
     proc = _serve(data)

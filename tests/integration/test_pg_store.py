@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from tests.integration.helpers_rules import Dialer, assert_error, drain, drain_all, say
 from tests.pgserver import PgServer
 
 from tlschat.server.pg_store import PgStore
@@ -272,3 +274,22 @@ async def test_unavailable_while_postgresql_is_down_then_recovers(
     assert message is not None
     assert message.text == "after"
     assert (await store.get_message(1)) is not None
+
+
+async def test_a_server_answers_unavailable_while_postgresql_is_down(
+    start_server: Any, dial: Dialer, pg_database: str, pg_server: PgServer
+) -> None:
+    server = await start_server(database=pg_database)
+    alice = await dial.open(server, "alice", "alice's password")
+    bob = await dial.open(server, "bob", "bob's password")
+    await drain_all(alice, bob)
+    assert (await say(alice, "@bob", "before"))["type"] == "message"
+    await asyncio.to_thread(pg_server.stop)
+    try:
+        assert_error(await say(alice, "@bob", "while down"), "unavailable")
+    finally:
+        await asyncio.to_thread(pg_server.start)
+    reply = await say(alice, "@bob", "after")
+    assert reply["type"] == "message"
+    texts = [f["text"] for f in await drain(bob) if f.get("type") == "message"]
+    assert texts == ["before", "after"]  # nothing delivered that was not stored
