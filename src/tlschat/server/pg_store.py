@@ -148,6 +148,8 @@ class _BatchWriter:
         self.closing = False
         self.batches = 0
         self.writes = 0
+        self.locked = False
+        """The current attempt holds the write lock (its connection was alive)."""
         self.task = asyncio.create_task(self._serve(), name="tlschat-pg-writer")
 
     def submit(self, write: Write) -> asyncio.Future[Any]:
@@ -190,20 +192,20 @@ class _BatchWriter:
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         started = time.perf_counter()
         for attempt in (1, 2):
-            committing = False
+            self.locked = False
             try:
                 async with self.pool.acquire() as conn:
                     try:
                         values = await self._run(conn, batch, savepoints=False)
                     except _WriteFailed:
                         values = await self._run(conn, batch, savepoints=True)
-                    committing = True
             except Exception as exc:
                 if not is_unavailability(exc):
                     raise
-                if attempt == 1 and not committing and isinstance(exc, _STALE_CONNECTION):
-                    # A pooled connection the server had closed (it restarted): nothing was
-                    # committed, so the batch may run again on a fresh one.
+                if attempt == 1 and not self.locked and isinstance(exc, _STALE_CONNECTION):
+                    # The pooled connection was dead before its first statement (the server
+                    # restarted meanwhile): nothing ran, so the batch runs again on a new one.
+                    # A connection lost later may have lost it during COMMIT: no retry then.
                     continue
                 log.warning("store commit failed: %s", exc)
                 return [(future, None, _unavailable(exc)) for _, future in batch]
@@ -217,15 +219,15 @@ class _BatchWriter:
             for (_, future), value in zip(batch, values, strict=True)
         ]
 
-    @staticmethod
     async def _run(
-        conn: Connection, batch: list[tuple[Write, asyncio.Future[Any]]], *, savepoints: bool
+        self, conn: Connection, batch: list[tuple[Write, asyncio.Future[Any]]], *, savepoints: bool
     ) -> list[Any]:
         """One transaction: the lock, then every write (each in a savepoint if asked: one that
         fails then fails alone); its results, or the exceptions of the writes that failed."""
         values: list[Any] = []
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+            self.locked = True
             for write, _ in batch:
                 if not savepoints:
                     try:
