@@ -288,6 +288,7 @@ class PgStore:
             raise
         self._pool = pool
         self._writer = _BatchWriter(pool, self.observe_commit)
+        log.info("store: PostgreSQL %s", redacted(self.dsn))
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
