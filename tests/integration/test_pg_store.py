@@ -16,7 +16,14 @@ from tests.pgserver import PgServer
 from tlschat.server.pg_store import PgStore
 from tlschat.server.search import parse_query
 from tlschat.server.sqlite_store import SqliteStore
-from tlschat.server.store import NewMessage, StoreUnavailable
+from tlschat.server.store import (
+    NewMessage,
+    StoredBlob,
+    StoredGuest,
+    StoredInvite,
+    StoredMember,
+    StoreUnavailable,
+)
 
 
 @pytest.fixture
@@ -153,6 +160,113 @@ async def test_read_markers_never_move_back(store: PgStore) -> None:
     assert await store.set_read("alice", "@bob", 5) == 5
     assert await store.set_read("alice", "@bob", 3) == 5
     assert await store.set_read("alice", "@bob", 9) == 9
+
+
+# --- every method: the same answers as the SQLite store -------------------------------------
+
+FAR = 4_000_000_000.0
+"""A moment long after the test (kicks and holds that have not ended)."""
+
+
+async def _scenario(store: PgStore | SqliteStore) -> list[object]:
+    """One call of (nearly) every method, in an order that exercises their rules; the answers."""
+    seen: list[object] = []
+    seen.append(await store.create_user("alice", "Alice", "hash-a"))
+    seen.append(await store.create_user("alice", "ALICE", "other"))  # taken: False
+    seen.append(await store.create_user("bob", "Bob", "hash-b"))
+    await store.set_last_delivered({"alice": 7, "bob": 3})
+    await store.set_last_delivered({"alice": 5})  # never back
+    seen += [await store.get_user("alice"), await store.get_user("nobody")]
+    seen.append(await store.registered_nicks(["alice", "bob", "carol"]))
+    await store.ban("mallory", "spam")
+    await store.ban("mallory", "more spam")
+    seen += [await store.bans(), await store.unban("mallory"), await store.unban("mallory")]
+    # guests: replaced by nick or by identity; held, then their hold ends
+    await store.put_guest(StoredGuest("ghost", "Ghost", "~g1", "t1", None))
+    await store.put_guest(StoredGuest("ghost", "Ghost", "~g2", "t2", None))
+    await store.put_guest(StoredGuest("spook", "Spook", "~g2", "t3", None))
+    await store.put_guest(StoredGuest("boo", "Boo", "~g3", "t4", None))
+    seen += [await store.get_guest("ghost"), await store.get_guest("spook")]
+    await store.hold_guest("spook", 100.0, 9)
+    await store.hold_online_guests(200.0)
+    seen.append(await store.guests_held_until(150.0))
+    seen.append(sorted((g.nick_key, g.held_until) for g in await store.guests_held_until(FAR)))
+    seen.append(await store.identity_nicks(["alice", "~g2", "~g3", "~nobody"]))
+    # rooms: members in the order they joined (re-joining goes last), invites, kicks, topics
+    await store.create_room("team", "Team", False, StoredMember("alice", "Alice", 0), "hi")
+    await store.create_room("lobby", "Lobby", True, None)
+    await store.add_member("team", StoredMember("bob", "Bob", 2))
+    await store.add_member("team", StoredMember("spook", "Spook", 2))
+    await store.add_invite("team", StoredInvite("carol", "alice", 10.0))
+    await store.add_invite("team", StoredInvite("dave", "alice", 20.0))
+    await store.add_invite("lobby", StoredInvite("erin", "bob", 30.0))
+    await store.delete_invite("team", "dave")
+    await store.delete_invites_before(25.0)
+    await store.add_kick("lobby", "bob", FAR)
+    await store.add_member("lobby", StoredMember("bob", "Bob", 4))  # ends the kick
+    await store.add_kick("lobby", "carol", FAR)
+    await store.add_member("team", StoredMember("alice", "Alice", 5))  # re-added: last
+    await store.remove_member("team", "bob")
+    await store.set_topic("lobby", "all welcome")
+    await store.create_room("lobby", "Lobby", True, None, "replaced")  # keeps its members
+    # messages, files, edits, deletes
+    await store.add_blob(StoredBlob("ab" * 32, 10, "image/png", 2, 3))
+    await store.add_blob(StoredBlob("ab" * 32, 99, "text/plain", None, None))  # kept as was
+    await store.add_blob(StoredBlob("cd" * 32, 5, "text/plain", None, None))
+    await store.add_file("f1", "ab" * 32, "pic.png", "alice")
+    await store.add_file("f2", "ab" * 32, "same.png", "bob")
+    await store.add_file("f3", "cd" * 32, "unsent.txt", "alice")
+    ids = [
+        await store.add_message(dm("hello bob")),
+        await store.add_message(dm("hi alice", sender="bob", to="alice")),
+        await store.add_message(dm("a picture", file_id="f1", grant=("bob",))),
+        await store.add_message(in_room("hello team", "team")),
+        await store.add_message(in_room("from spook", "team", sender="spook")),
+        await store.add_message(dm("note to self", to="alice")),
+        await store.add_message(dm("~g3 talks", sender="~g3", to="alice")),
+    ]
+    ids.append(await store.add_message(dm("hello bob!", edit_of=ids[0])))
+    seen.append(await store.file_for("f1", "bob"))
+    ids.append(await store.add_message(dm("", delete_of=ids[2])))
+    seen += [ids, await store.file_for("f1", "bob"), await store.file_for("f1", "alice")]
+    await store.grant_file("f2", ["carol", "carol", "dave"])
+    seen += [await store.file_for("f2", "carol"), await store.files(["f1", "f2", "nope"])]
+    seen += [await store.file_blob("ab" * 32), await store.file_blob("ef" * 32)]
+    seen.append(await store.max_message_id())
+    seen += [await store.get_message(ids[0]), await store.get_message(ids[7])]
+    seen.append(await store.replay("alice", {"team": 0}, 0, 100))
+    seen.append(await store.replay("bob", {"team": 2}, 1, 3))
+    seen.append(await store.history(dm=("bob", "alice"), before=None, limit=2))
+    seen.append(await store.history(room_key="team", before=ids[4], limit=10))
+    seen.append(sorted(await store.dm_partners("alice")))
+    # read markers and unread counts
+    seen.append(await store.set_read("alice", "@bob", ids[1]))
+    seen.append(await store.set_read("alice", "@bob", 1))
+    seen.append(await store.set_read("alice", "#team", ids[3]))
+    seen.append(await store.conversations("alice", "alice", {"team": 0}, 10))
+    seen.append(await store.conversations("bob", "bob", {"team": 2, "lobby": 4}, 1))
+    rooms = await store.load_rooms()
+    seen.append(sorted(rooms, key=lambda room: room.room_key))
+    await store.delete_guest("spook", "~g2")
+    await store.delete_room("team")
+    seen.append(await store.load_rooms())
+    seen.append(await store.replay("alice", {}, 0, 100))
+    seen.append(await store.delete_unsent_files(FAR, keep=["f2"]))
+    seen.append(await store.delete_unused_blobs())
+    seen.append(sorted(await store.blob_hashes()))
+    return seen
+
+
+async def test_every_method_answers_as_the_sqlite_store(store: PgStore, tmp_path: Path) -> None:
+    sqlite = SqliteStore(tmp_path / "t.db")
+    await sqlite.open()
+    try:
+        expected = await _scenario(sqlite)
+    finally:
+        await sqlite.close()
+    got = await _scenario(store)
+    for number, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
+        assert mine == theirs, f"answer {number}"
 
 
 # --- search: the same answers as the SQLite store ---------------------------------------------

@@ -592,12 +592,12 @@ class PgStore:
         created = time.time()
 
         async def write(c: Connection) -> None:
-            # SQLite's INSERT OR REPLACE, which keeps the members (no cascade on replace).
+            # SQLite's INSERT OR REPLACE: a room of that key goes first, with its members,
+            # invitations and kicks (ON DELETE CASCADE); its messages stay.
+            await c.execute("DELETE FROM rooms WHERE room_key = $1", room_key)
             await c.execute(
                 "INSERT INTO rooms (room_key, name, public, created, topic)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_key) DO UPDATE SET"
-                " name = excluded.name, public = excluded.public, created = excluded.created,"
-                " topic = excluded.topic",
+                " VALUES ($1, $2, $3, $4, $5)",
                 room_key,
                 name,
                 public,
