@@ -46,6 +46,9 @@ def find_bindir() -> Path:
         versions = [p for p in root.iterdir() if p.name.isdigit()]
         for version in sorted(versions, key=lambda p: int(p.name), reverse=True):
             candidates.append(version / "bin")
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).parent)
     for bindir in candidates:
         if (bindir / "initdb").exists() and (bindir / "postgres").exists():
             return bindir
@@ -66,11 +69,15 @@ class PgServer:
 
     def __init__(self) -> None:
         self.bindir = find_bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="tlschat-pg-"))
+        self._as_root = os.geteuid() == 0
+        # As root, in /tmp: the postgres user must reach it (not so a TMPDIR under /root), and
+        # the unix socket's path must stay short.
+        self.root = Path(
+            tempfile.mkdtemp(prefix="tlschat-pg-", dir="/tmp" if self._as_root else None)
+        )
         self.data = self.root / "data"
         self.port = free_port()
         self.pid: int | None = None
-        self._as_root = os.geteuid() == 0
         self._initialized = False
         self._log = self.root / "postgres.log"
         if self._as_root:
