@@ -8,6 +8,9 @@ the messages are theirs to search) and for a newcomer who can read nothing yet, 
 query: the median, 95th percentile and worst of `--repeat` runs, in milliseconds.
 
     python benchmarks/search.py --messages 1000000 --repeat 20
+
+With `--store postgres` the same messages go into PostgreSQL (a cluster of the benchmark's own,
+started as the tests start theirs: tests/pgserver.py) and `PgStore.search()` is timed instead.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ import itertools
 import random
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from tlschat.server import pg_search
+from tlschat.server.pg_store import PgStore
 from tlschat.server.search import parse_query
 from tlschat.server.sqlite_store import SqliteStore
 
@@ -40,13 +47,11 @@ def vocabulary(rng: random.Random) -> list[str]:
     return list(words)
 
 
-def fill(path: Path, count: int, rng: random.Random, words: list[str]) -> float:
-    """Insert `count` messages in transactions of BATCH; the seconds it took."""
+def batches(
+    count: int, rng: random.Random, words: list[str]
+) -> Any:  # an iterator of lists of rows
+    """Rows (sender, to, dm_a, dm_b, room, text, sender_id) in lists of at most BATCH."""
     cumulative = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(words))))
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    start = time.perf_counter()
     done = 0
     while done < count:
         rows = []
@@ -60,6 +65,17 @@ def fill(path: Path, count: int, rng: random.Random, words: list[str]) -> float:
                 other = rng.randrange(USERS)
                 a, b = sorted((f"u{sender}", f"u{other}"))
                 rows.append((f"u{sender}", f"@u{other}", a, b, None, text, f"u{sender}"))
+        done += len(rows)
+        yield rows
+
+
+def fill(path: Path, count: int, rng: random.Random, words: list[str]) -> float:
+    """Insert `count` messages in transactions of BATCH; the seconds it took."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    start = time.perf_counter()
+    for rows in batches(count, rng, words):
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO messages (ts, sender, to_addr, dm_a, dm_b, room_key, text, sender_id)"
@@ -67,18 +83,43 @@ def fill(path: Path, count: int, rng: random.Random, words: list[str]) -> float:
             rows,
         )
         conn.execute("COMMIT")
-        done += len(rows)
     elapsed = time.perf_counter() - start
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return elapsed
 
 
+async def fill_postgres(dsn: str, count: int, rng: random.Random, words: list[str]) -> float:
+    """Insert `count` messages as PgStore does (ids from the sequence, the search vector cut in
+    Python), in transactions of BATCH; the seconds it took."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        start = time.perf_counter()
+        for rows in batches(count, rng, words):
+            async with conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO messages (id, ts, sender, to_addr, dm_a, dm_b, room_key, text,"
+                    " sender_id, search) VALUES (nextval('message_ids'),"
+                    " '2026-12-07T00:00:00.000Z', $1, $2, $3, $4, $5, $6, $7,"
+                    " $8::tsvector || tlschat_conversation($5, $3, $4))",
+                    [(*row, pg_search.text_vector(row[5])) for row in rows],
+                )
+        elapsed = time.perf_counter() - start
+        await conn.execute("VACUUM ANALYZE messages")
+        return elapsed
+    finally:
+        await conn.close()
+
+
 def size_mib(directory: Path) -> float:
     return sum(p.stat().st_size for p in directory.iterdir()) / 2**20
 
 
-def frequency(path: Path, word: str) -> int:
+def frequency(path: Path | None, word: str) -> int:
+    if path is None:
+        return -1
     conn = sqlite3.connect(path)
     try:
         row = conn.execute(
@@ -89,8 +130,9 @@ def frequency(path: Path, word: str) -> int:
         conn.close()
 
 
-async def time_queries(path: Path, words: list[str], repeat: int) -> None:
-    store = SqliteStore(path)
+async def time_queries(
+    store: SqliteStore | PgStore, path: Path | None, words: list[str], repeat: int
+) -> None:
     await store.open()
     try:
         rooms = {f"r{n}": 0 for n in range(5)}
@@ -155,9 +197,13 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     words = vocabulary(rng)
+    if args.store == "postgres":
+        await postgres(args, rng, words)
+        return
     with tempfile.TemporaryDirectory(prefix="tlschat-search-") as tmp:
         path = Path(tmp) / "tlschat.db"
         store = SqliteStore(path)
@@ -170,7 +216,32 @@ async def main() -> None:
             f" ({args.messages / seconds:,.0f}/s with the FTS triggers); database {size:.0f} MiB"
         )
         print(f"user u0: member of 5 of {ROOMS} rooms, direct conversations with {USERS} users")
-        await time_queries(path, words, args.repeat)
+        await time_queries(SqliteStore(path), path, words, args.repeat)
+
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+async def postgres(args: argparse.Namespace, rng: random.Random, words: list[str]) -> None:
+    sys.path.insert(0, str(REPOSITORY))  # for tests/pgserver.py
+    from tests.pgserver import PgServer
+
+    server = PgServer()
+    try:
+        await asyncio.to_thread(server.start)
+        dsn = server.dsn()
+        store = PgStore(dsn)
+        await store.open()  # the schema, as the server makes it
+        await store.close()
+        seconds = await fill_postgres(dsn, args.messages, rng, words)
+        print(
+            f"filled {args.messages} messages in {seconds:.1f} s"
+            f" ({args.messages / seconds:,.0f}/s with the search vectors), PostgreSQL"
+        )
+        print(f"user u0: member of 5 of {ROOMS} rooms, direct conversations with {USERS} users")
+        await time_queries(PgStore(dsn), None, words, args.repeat)
+    finally:
+        await asyncio.to_thread(server.cleanup)
 
 
 if __name__ == "__main__":
