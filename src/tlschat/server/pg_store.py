@@ -98,8 +98,7 @@ def is_unavailability(exc: BaseException) -> bool:
         asyncpg.PostgresConnectionError  # class 08
         | asyncpg.InsufficientResourcesError  # 53: disk full, too many connections
         | asyncpg.OperatorInterventionError  # 57: shutdown, cannot connect now
-        | asyncpg.TransactionRollbackError  # 40: deadlock, serialization
-        | asyncpg.InternalClientError,
+        | asyncpg.TransactionRollbackError,  # 40: deadlock, serialization
     )
 
 
