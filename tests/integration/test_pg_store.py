@@ -13,6 +13,7 @@ import pytest
 from tests.integration.helpers_rules import Dialer, assert_error, drain, drain_all, say
 from tests.pgserver import PgServer
 
+from tlschat.server.pg_schema import MIGRATIONS, SchemaTooNew
 from tlschat.server.pg_store import PgStore
 from tlschat.server.search import parse_query
 from tlschat.server.sqlite_store import SqliteStore
@@ -56,6 +57,28 @@ def in_room(text: str, room: str, sender: str = "alice") -> NewMessage:
         room_key=room,
         sender_id=sender,
     )
+
+
+async def test_nodes_starting_together_migrate_once(pg_server: PgServer) -> None:
+    admin = await asyncpg.connect(pg_server.dsn())
+    await admin.execute("CREATE DATABASE fresh_schema")
+    try:
+        dsn = pg_server.dsn("fresh_schema")
+        nodes = [PgStore(dsn) for _ in range(3)]
+        await asyncio.gather(*(node.open() for node in nodes))  # they take turns on a lock
+        for node in nodes:
+            await node.close()
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await conn.fetch("SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
+            await conn.execute("UPDATE schema_version SET version = 99")
+        finally:
+            await conn.close()
+        with pytest.raises(SchemaTooNew):  # a newer tlschat's database is left alone
+            await PgStore(dsn).open()
+    finally:
+        await admin.execute("DROP DATABASE fresh_schema WITH (FORCE)")
+        await admin.close()
 
 
 async def test_group_commit_answers_each_caller_with_its_own_id(store: PgStore) -> None:
