@@ -15,6 +15,7 @@ from tests.tui.helpers import (
     make_app,
     screen_shown,
     sidebar_rows,
+    type_text,
     wait_for,
 )
 from tlschat import protocol
@@ -38,7 +39,8 @@ def fake(**kwargs: Any) -> FakeClient:
 async def type_line(pilot: Any, text: str) -> None:
     screen = pilot.app.screen
     screen.query_one("#composer").focus()
-    await pilot.press(*text, "enter")
+    await type_text(pilot, text)
+    await pilot.press("enter")
 
 
 # --- messages and panes ---------------------------------------------------------------------------
@@ -456,7 +458,7 @@ async def test_input_history_up_and_down() -> None:
         composer = screen.composer
         await type_line(pilot, "one")
         await type_line(pilot, "two")
-        await pilot.press(*"draft")
+        await type_text(pilot, "draft")
         await pilot.press("up")
         assert composer.value == "two"
         await pilot.press("up", "up")
@@ -478,7 +480,7 @@ async def test_help_and_palette() -> None:
         await wait_for(pilot, lambda: app.screen is screen, "back")
 
         await pilot.press("ctrl+p")
-        await pilot.press(*"Message @alice")
+        await type_text(pilot, "Message @alice")
         await pilot.pause()
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.current_address == "@alice", "alice's pane")
@@ -571,8 +573,10 @@ async def test_connect_screen_builds_a_client() -> None:
         await screen_shown(pilot, ConnectScreen, "#connect-button")
         assert not built
         await pilot.click("#connect-address")
-        await pilot.press(*"localhost:7801", "enter")
-        await pilot.press(*"bad nick!", "enter")
+        await type_text(pilot, "localhost:7801")
+        await pilot.press("enter")
+        await type_text(pilot, "bad nick!")
+        await pilot.press("enter")
         error = app.screen.query_one("#connect-error")
         await wait_for(pilot, lambda: error.has_class("-visible"), "nick error")
         assert not built
@@ -653,7 +657,7 @@ async def test_reconnect_from_the_command_palette() -> None:
         clients[0].end()  # events() ended: closed for good
         await wait_for(pilot, lambda: screen.status.state == "closed", "closed")
         await pilot.press("ctrl+p")
-        await pilot.press(*"Reconnect")
+        await type_text(pilot, "Reconnect")
         await pilot.pause()
         await pilot.press("enter")
         await wait_for(pilot, lambda: len(clients) == 2, "a fresh client")
