@@ -33,7 +33,12 @@ KEYS: list[tuple[str, str]] = [
     ("pageup / pagedown", "scroll the conversation (older history loads at the top)"),
     ("ctrl+l", "redraw the screen"),
     ("up (empty input)", "edit your last message here (enter saves, esc cancels)"),
-    ("ctrl+f", "search messages on the server"),
+    (
+        "alt+up / click",
+        "select a message: up / down move, e edits and d deletes yours, "
+        "m (or a right click) its menu, esc back to the input",
+    ),
+    ("ctrl+f", "search messages on the server (enter opens the conversation there)"),
     ("f2 / f3", "accept / decline the invitation shown"),
     ("ctrl+u", "send a file: pick one (or /image PATH, /file PATH, or paste a path)"),
     ("f4", "open the lowest picture in view full size (a file: save it)"),
