@@ -63,7 +63,6 @@ class MessageMenu(ModalScreen[str | None]):
         background: $panel;
         padding: 0 1;
     }
-    MessageMenu.-at-pointer { align: left top; }
     MessageMenu #message-menu-list { height: auto; border: none; background: $panel; }
     MessageMenu .dialog-hint { color: $text-muted; }
     """
@@ -87,7 +86,7 @@ class MessageMenu(ModalScreen[str | None]):
     def on_mount(self) -> None:
         menu = self.query_one("#message-menu")
         if self.at is not None:  # a right click: the menu opens where the pointer is
-            self.add_class("-at-pointer")
+            self.styles.align = ("left", "top")  # inline: over the app's centring of dialogs
             width, height = self.app.size
             x = max(0, min(self.at.x, width - 34))
             y = max(0, min(self.at.y, height - len(menu_items(self.entry)) - 4))

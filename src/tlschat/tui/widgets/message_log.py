@@ -12,6 +12,7 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import ClassVar
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -925,7 +926,9 @@ class MessageLog(ScrollView, can_focus=True):
             return Strip.blank(width, style)
         line = self._lines[index].crop_extend(scroll_x, scroll_x + width, style)
         if self.selected is not None and self._selected_line(index):
-            line = line.apply_style(self._style("message-log--selected"))
+            # Over every cell's own colours (the time column has a background of its own).
+            selected = self._style("message-log--selected")
+            line = Strip(Segment.apply_style(line, post_style=selected), line.cell_length)
         return line.apply_style(style)
 
     def _selected_line(self, line: int) -> bool:
