@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Button, Input
 
 from tests.tui.fake_client import LIMITS, FakeClient
 from tests.tui.helpers import RecordingApp, log_of, main_screen, make_app, screen_shown, wait_for
@@ -328,6 +328,30 @@ async def test_cancel_stops_the_upload(tmp_path: Path) -> None:
         await pilot.click("#upload-cancel")
         await wait_for(pilot, lambda: "cancelled" in notices(log), "said in the pane")
         assert not bar.active
+        assert client.calls_to("send_message") == []
+
+
+async def test_alt_c_cancels_the_upload_and_the_footer_says_so(tmp_path: Path) -> None:
+    client = team()
+    client.upload_gate = protocol_event()
+    picture = tmp_path / "slow.png"
+    picture.write_bytes(png())
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+
+        def footer() -> set[str]:
+            return {b.binding.description for b in pilot.app.active_bindings.values() if b.enabled}
+
+        assert "Cancel upload" not in footer()
+        await type_line(pilot, f"/image {picture}")
+        bar = pilot.app.screen.query_one(UploadBar)
+        await wait_for(pilot, lambda: bar.active and client.progress, "uploading")
+        assert "alt+c" in str(bar.query_one("#upload-cancel", Button).label)
+        assert "Cancel upload" in footer()
+        await pilot.press("alt+c")  # the input box has the focus: the key still cancels
+        await wait_for(pilot, lambda: "cancelled" in notices(log), "said in the pane")
+        assert not bar.active
+        assert "Cancel upload" not in footer()
         assert client.calls_to("send_message") == []
 
 

@@ -41,6 +41,7 @@ KEYS: list[tuple[str, str]] = [
     ("ctrl+f", "search messages on the server (enter opens the conversation there)"),
     ("f2 / f3", "accept / decline the invitation shown"),
     ("ctrl+u", "send a file: pick one (or /image PATH, /file PATH, or paste a path)"),
+    ("alt+c", "cancel the file being sent"),
     ("f4", "open the lowest picture in view full size (a file: save it)"),
     ("click / enter on a file", "open a picture full size, where s saves it; save a file"),
     ("ctrl+p", "command palette"),

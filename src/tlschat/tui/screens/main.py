@@ -512,6 +512,8 @@ class MainScreen(MessageActions):
             return self._invitation_bar.invitation is not None
         if action in ("invite", "leave"):
             return self.current_room is not None  # only in a group pane
+        if action == "cancel_upload":
+            return self.upload_bar.active
         return True
 
     @on(Sidebar.InvitationChosen)
