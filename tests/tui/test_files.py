@@ -408,7 +408,10 @@ async def test_full_size_uses_sixel_where_the_terminal_has_it(tmp_path: Path) ->
     app = make_app(client, file_cache=FileCache(tmp_path / "cache"), image_terminal=sixel)
     async with app.run_test(size=SIZE) as pilot:
         log = await team_log(pilot)
-        await wait_for(pilot, lambda: log.picture_sizes, "inline (half blocks)")
+        await wait_for(pilot, lambda: log.picture_sizes, "inline, in Sixel bands")
+        assert list(log.picture_sizes.values()) == [(12, 4)]  # real pixels: 120×80
+        bands = [line for line in log.plain_lines if "\x1bP0;1;0q" in line]
+        assert len(bands) == 4  # one a line, each drawing its band
         await pilot.press("f4")
         viewer = await screen_shown(pilot, PictureViewer, "#viewer-picture")
         picture = viewer.query_one("#viewer-picture")

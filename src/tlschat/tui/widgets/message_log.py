@@ -602,6 +602,10 @@ class MessageLog(ScrollView, can_focus=True):
             button = self._style("message-log--button")
             strips = attachments.card(meta, inner, base, button, state.error)
             return attachments.indent(strips, width, self.rich_style)
+        if images.inline_renderer(self._terminal) == "sixel":
+            # A cell after the picture on every line: the band's control code comes after its
+            # cells, and a line cut at the picture's end would lose it.
+            inner = max(1, inner - 1)
         size = attachments.picture_box(meta, inner, self.app.size.height or 24, self._terminal)
         picture = state.pictures.get(size)
         if picture is None:
@@ -651,10 +655,13 @@ class MessageLog(ScrollView, can_focus=True):
         terminal: images.Terminal,
         back: tuple[int, int, int],
     ) -> list[Strip]:
-        if terminal.mode == "tgp":
+        renderer = images.inline_renderer(terminal)
+        if renderer == "kitty":
             kitty = await asyncio.to_thread(images.render_kitty, path, *size, terminal)
             self._send_to_terminal(kitty.transmit)
             return kitty.strips
+        if renderer == "sixel":
+            return await asyncio.to_thread(images.render_sixel, path, *size, terminal, back)
         return await asyncio.to_thread(
             images.render_cells, path, *size, mode=terminal.mode, background=back
         )
