@@ -36,7 +36,7 @@ KEYS: list[tuple[str, str]] = [
     (
         "alt+up / click",
         "select a message: up / down move, e edits and d deletes yours, "
-        "m (or a right click) its menu, esc back to the input",
+        "m, enter or a right click its menu, esc back to the input",
     ),
     ("ctrl+f", "search messages on the server (enter opens the conversation there)"),
     ("f2 / f3", "accept / decline the invitation shown"),

@@ -710,6 +710,10 @@ class MessageLog(ScrollView, can_focus=True):
         return None
 
     def action_open_file(self) -> None:
+        selected = self.selected_entry
+        if selected is not None and selected.file is None:
+            self.action_choose("menu")  # Enter on a selected message without a file
+            return
         meta = self._file_in_view()
         if meta is not None:
             action = "open" if attachments.wants_picture(meta) else "save"
