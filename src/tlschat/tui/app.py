@@ -552,7 +552,14 @@ class ChatApp(App[int]):
     @on(HistoryLoaded)
     def _history(self, event: HistoryLoaded) -> None:
         if self.main is not None:
-            self.main.history_loaded(event.address, event.messages, event.more, event.failed)
+            self.main.history_loaded(
+                event.address,
+                event.messages,
+                event.more,
+                event.failed,
+                before=event.before,
+                purpose=event.purpose,
+            )
 
     @on(ConversationWanted)
     async def _conversation_wanted(self, event: ConversationWanted) -> None:
@@ -824,16 +831,24 @@ class ChatApp(App[int]):
         """For the search screen (it shows failures itself)."""
         return await self._client().search(query, with_=with_, limit=50)
 
-    def request_history(self, address: str, before: int | None) -> None:
+    def request_history(self, address: str, before: int | None, purpose: str = "older") -> None:
+        """Load a page of `address` older than `before`; `purpose` goes back with the answer
+        (see `HistoryLoaded`)."""
         client = self._client()
 
         async def load() -> None:
             try:
                 history = await client.history(address, before=before)
             except BaseException:
-                self.post_message(HistoryLoaded(address, (), True, failed=True))
+                self.post_message(
+                    HistoryLoaded(address, (), True, failed=True, before=before, purpose=purpose)
+                )
                 raise
-            self.post_message(HistoryLoaded(address, history.messages, history.more))
+            self.post_message(
+                HistoryLoaded(
+                    address, history.messages, history.more, before=before, purpose=purpose
+                )
+            )
 
         context = Context(
             nick=address[1:] if address.startswith("@") else None,
