@@ -323,3 +323,26 @@ async def test_a_node_broadcast_reaches_other_nodes_once(cluster: Cluster) -> No
     await asyncio.sleep(0.1)
     assert here.presence() == [("x", True)]
     assert there.presence() == [("x", True)]
+
+
+async def test_registrations_are_counted_for_the_whole_cluster(cluster: Cluster) -> None:
+    a, b = await cluster.node("a"), await cluster.node("b")
+    on_a = a.event_window("registrations", 2, 60.0)
+    on_b = b.event_window("registrations", 2, 60.0)
+    assert await on_a.blocked_for("10.0.0.1") == 0.0
+    await on_a.record("10.0.0.1")
+    await on_b.record("10.0.0.1")
+    wait = await on_b.blocked_for("10.0.0.1")
+    assert 59.0 < wait <= 60.0
+    assert await on_a.blocked_for("10.0.0.1") > 59.0
+    assert await on_a.blocked_for("10.0.0.2") == 0.0
+
+
+async def test_account_limits_answer_unavailable_without_redis(
+    cluster: Cluster, redis_server: RedisServer
+) -> None:
+    a = await cluster.node("a")
+    window = a.event_window("registrations", 2, 60.0)
+    redis_server.stop()
+    with pytest.raises(HubUnavailable):
+        await window.blocked_for("10.0.0.1")

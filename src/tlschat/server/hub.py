@@ -14,6 +14,7 @@ from typing import Protocol
 
 from tlschat.protocol import ErrorCode, RequestError, UserInfo, encode_payload, name_key
 from tlschat.server import metrics
+from tlschat.server.account_limits import EventWindow, LocalEventWindow
 from tlschat.server.registry import User
 
 
@@ -88,6 +89,11 @@ class Hub(Protocol):
 
     def broadcast_cursor(self) -> tuple[int, int]:
         """Where the broadcast list stands now: a session that logs in starts there."""
+        ...
+
+    def event_window(self, name: str, limit: int, window: float) -> EventWindow:
+        """A counter of events per key shared by every node the hub reaches (the limits that
+        protect accounts, PROTOCOL.md "Limits and abuse")."""
         ...
 
     def broadcasts_after(self, cursor: tuple[int, int]) -> tuple[tuple[int, int], list[bytes]]:
@@ -214,6 +220,9 @@ class LocalHub:
                 peer.flush()
         self._broadcasts = []
         self._generation += 1
+
+    def event_window(self, name: str, limit: int, window: float) -> EventWindow:
+        return LocalEventWindow(limit, window)
 
     def want_flush(self, peer: Peer) -> None:
         self._dirty[peer] = None

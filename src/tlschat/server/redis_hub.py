@@ -35,6 +35,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
 
 from tlschat.protocol import Presence, encode, name_key
+from tlschat.server.account_limits import EventWindow, RedisEventWindow
 from tlschat.server.cluster_presence import ClusterPresence, RemoteUser
 from tlschat.server.hub import HubUnavailable, LocalHub, Peer
 from tlschat.server.registry import User
@@ -569,6 +570,10 @@ class RedisHub(LocalHub):
         super().broadcast(data)
         self._send("stream", _envelope({"k": "b", "n": self.node}, data))
 
+    def event_window(self, name: str, limit: int, window: float) -> EventWindow:
+        # Built before start() (the rules are made first): the client is looked up per call.
+        return _LazyRedisWindow(self, name, limit, window)
+
     # --- for the logs and tests ----------------------------------------------------------------------
 
     def held(self) -> int:
@@ -577,6 +582,35 @@ class RedisHub(LocalHub):
 
     def position(self) -> int:
         return self._writer.position
+
+
+class _LazyRedisWindow:
+    """A `RedisEventWindow` over the hub's client, once there is one; Redis errors become
+    `unavailable` (a limit that protects accounts is never skipped)."""
+
+    def __init__(self, hub: RedisHub, name: str, limit: int, window: float) -> None:
+        self._hub = hub
+        self._args = (name, limit, window)
+        self._window: RedisEventWindow | None = None
+
+    def _redis(self) -> RedisEventWindow:
+        if self._window is None:
+            if self._hub._client is None:
+                raise HubUnavailable()
+            self._window = RedisEventWindow(self._hub._client, *self._args)
+        return self._window
+
+    async def blocked_for(self, key: str) -> float:
+        try:
+            return await self._redis().blocked_for(key)
+        except (RedisError, OSError) as exc:
+            raise HubUnavailable() from exc
+
+    async def record(self, key: str) -> None:
+        try:
+            await self._redis().record(key)
+        except (RedisError, OSError) as exc:
+            raise HubUnavailable() from exc
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
