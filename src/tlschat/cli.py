@@ -144,6 +144,12 @@ def _limit_options(func: Any) -> Any:
     help="closed: only administrators create accounts (default open)",
 )
 @click.option(
+    "--redis",
+    default=None,
+    metavar="URL",
+    help="redis://HOST:PORT: serve one chat with the other nodes sharing this Redis",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path),

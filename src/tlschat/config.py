@@ -44,6 +44,9 @@ class ServerConfig:
     """Nicks of the server's administrators (PROTOCOL.md "Administration")."""
     registration: str = "open"
     """`open`: a hello with a password registers a new nick; `closed`: only admins `register`."""
+    redis: str | None = None
+    """redis://HOST:PORT/DB (or rediss://, unix://): join the other nodes sharing this Redis
+    (server/redis_hub.py); None: this process alone (the in-process hub)."""
 
     handshake_timeout: float = 10.0
     login_timeout: float = 10.0
@@ -101,7 +104,7 @@ def _coerce(name: str, raw: Any) -> Any:
     try:
         if name in _PATH_FIELDS:
             return None if raw in (None, "") else Path(str(raw)).expanduser()
-        if name == "metrics":
+        if name in ("metrics", "redis"):
             return None if raw in (None, "") else str(raw)
         if name in ("name", "admin"):
             if isinstance(raw, str):
@@ -183,6 +186,12 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError(f"--tls-min must be 1.3 or 1.2, not {config.tls_min!r}")
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port {config.port} is out of range (0-65535)")
+    if config.redis is not None and not config.redis.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            f"--redis must be a redis://, rediss:// or unix:// URL, not {config.redis!r}"
+        )
     if (config.cert is None) != (config.key is None):
         raise ConfigError("--cert and --key go together")
     positive = [
