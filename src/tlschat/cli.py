@@ -11,13 +11,21 @@ from typing import Any, NoReturn
 import click
 
 from tlschat import __version__
-from tlschat.address import AddressError, parse_hostport
+from tlschat.address import AddressError, Server, parse_hostport, parse_servers
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback."""
     click.echo(f"tlschat: {message}", err=True)
     sys.exit(code)
+
+
+def servers_or_fail(address: str) -> list[Server]:
+    """`HOST:PORT`, or several of them comma-separated (the nodes of one chat, tried in turn)."""
+    try:
+        return parse_servers(address)
+    except AddressError as exc:
+        fail(str(exc))
 
 
 def read_password(password_env: str | None) -> str | None:
@@ -33,7 +41,11 @@ def read_password(password_env: str | None) -> str | None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tlschat")
 def cli() -> None:
-    """tlschat: self-hosted encrypted chat for terminals."""
+    """tlschat: self-hosted encrypted chat for terminals.
+
+    ADDRESS is HOST:PORT, or several comma-separated (a:7700,b:7700): the nodes of one chat,
+    tried in turn; a lost connection resumes on the next one.
+    """
 
 
 def main() -> None:
@@ -150,6 +162,12 @@ def _limit_options(func: Any) -> Any:
     help="closed: only administrators create accounts (default open)",
 )
 @click.option(
+    "--redis",
+    default=None,
+    metavar="URL",
+    help="redis://HOST:PORT: serve one chat with the other nodes sharing this Redis",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path),
@@ -190,14 +208,9 @@ def tui(
     address: str | None, nick: str | None, cafile: Path | None, password_env: str | None
 ) -> None:
     """The terminal client. Without arguments it connects as the config file says
-    (client.toml in the user's config dir), or opens a connect screen."""
-    host: str | None = None
-    port: int | None = None
-    if address:
-        try:
-            host, port = parse_hostport(address)
-        except AddressError as exc:
-            fail(str(exc))
+    (client.toml in the user's config dir), or opens a connect screen. ADDRESS is HOST:PORT,
+    or several comma-separated: the nodes of one chat, tried in turn."""
+    servers = servers_or_fail(address) if address else None
     password = read_password(password_env)
     from tlschat.client.settings import SettingsError, load
 
@@ -208,9 +221,7 @@ def tui(
     from tlschat.tui.app import run_tui
 
     sys.exit(
-        run_tui(
-            host=host, port=port, nick=nick, cafile=cafile, password=password, settings=settings
-        )
+        run_tui(servers=servers, nick=nick, cafile=cafile, password=password, settings=settings)
     )
 
 
@@ -242,10 +253,7 @@ def send(
     text: tuple[str, ...],
 ) -> None:
     """Send one message (TEXT, or standard input; with --file, TEXT is optional) and exit."""
-    try:
-        host, port = parse_hostport(address)
-    except AddressError as exc:
-        fail(str(exc))
+    servers = servers_or_fail(address)
     if text:
         body = " ".join(text)
     elif file is not None:
@@ -255,9 +263,7 @@ def send(
     password = read_password(password_env)
     from tlschat.client.headless import run_send
 
-    sys.exit(
-        run_send(host, port, nick, to=to, text=body, cafile=cafile, password=password, file=file)
-    )
+    sys.exit(run_send(servers, nick, to=to, text=body, cafile=cafile, password=password, file=file))
 
 
 @cli.command()
@@ -280,15 +286,12 @@ def tail(
     password_env: str | None,
 ) -> None:
     """Print messages as they arrive."""
-    try:
-        host, port = parse_hostport(address)
-    except AddressError as exc:
-        fail(str(exc))
+    servers = servers_or_fail(address)
     password = read_password(password_env)
     from tlschat.client.headless import run_tail
 
     sys.exit(
-        run_tail(host, port, nick, as_json=as_json, with_=with_, cafile=cafile, password=password)
+        run_tail(servers, nick, as_json=as_json, with_=with_, cafile=cafile, password=password)
     )
 
 
@@ -348,10 +351,7 @@ def admin(
 
     Never prompts. Exit codes: 0 ok, 2 usage, 3 authentication, 4 TLS trust, 5 connection,
     6 refused by the server."""
-    try:
-        host, port = parse_hostport(address)
-    except AddressError as exc:
-        fail(str(exc))
+    servers = servers_or_fail(address)
     wanted = _ADMIN_ACTIONS[action]
     if len(args) != wanted:
         fail(f"admin {action} takes {wanted} argument(s), not {len(args)} (see 'tlschat admin -h')")
@@ -374,7 +374,7 @@ def admin(
     password = read_secret(password_env, password_file)
     from tlschat.client.headless import run_admin
 
-    sys.exit(run_admin(host, port, nick, frame=frame, cafile=cafile, password=password))
+    sys.exit(run_admin(servers, nick, frame=frame, cafile=cafile, password=password))
 
 
 @cli.command()
@@ -456,17 +456,13 @@ def get(
     password_env: str | None,
 ) -> None:
     """Download a file you may read (its id from `tail`), verified against its SHA-256."""
-    try:
-        host, port = parse_hostport(address)
-    except AddressError as exc:
-        fail(str(exc))
+    servers = servers_or_fail(address)
     password = read_password(password_env)
     from tlschat.client.headless import run_get
 
     sys.exit(
         run_get(
-            host,
-            port,
+            servers,
             nick,
             file_id=file_id,
             output=output,
@@ -504,17 +500,13 @@ def search(
 ) -> None:
     """Search the server's history: messages holding every word of QUERY, newest first (the
     last word may be the start of a word; "quoted words" must appear in that order)."""
-    try:
-        host, port = parse_hostport(address)
-    except AddressError as exc:
-        fail(str(exc))
+    servers = servers_or_fail(address)
     password = read_password(password_env)
     from tlschat.client.headless import run_search
 
     sys.exit(
         run_search(
-            host,
-            port,
+            servers,
             nick,
             query=" ".join(query),
             with_=with_,

@@ -47,6 +47,9 @@ class ServerConfig:
     """Nicks of the server's administrators (PROTOCOL.md "Administration")."""
     registration: str = "open"
     """`open`: a hello with a password registers a new nick; `closed`: only admins `register`."""
+    redis: str | None = None
+    """redis://HOST:PORT/DB (or rediss://, unix://): join the other nodes sharing this Redis
+    (server/redis_hub.py); None: this process alone (the in-process hub)."""
 
     handshake_timeout: float = 10.0
     login_timeout: float = 10.0
@@ -104,7 +107,7 @@ def _coerce(name: str, raw: Any) -> Any:
     try:
         if name in _PATH_FIELDS:
             return None if raw in (None, "") else Path(str(raw)).expanduser()
-        if name in ("metrics", "database"):
+        if name in ("metrics", "redis", "database"):
             return None if raw in (None, "") else str(raw)
         if name in ("name", "admin"):
             if isinstance(raw, str):
@@ -188,6 +191,12 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError(f"port {config.port} is out of range (0-65535)")
     if config.database and not config.database.startswith(("postgresql://", "postgres://")):
         raise ConfigError("--database must be a postgresql:// URL")
+    if config.redis is not None and not config.redis.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            f"--redis must be a redis://, rediss:// or unix:// URL, not {config.redis!r}"
+        )
     if (config.cert is None) != (config.key is None):
         raise ConfigError("--cert and --key go together")
     positive = [

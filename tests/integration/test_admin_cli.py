@@ -176,3 +176,20 @@ async def test_trust_and_forget(server: Any, cert_files: Any, env: dict[str, str
     # an unreachable server: 5
     code, _, _ = await tlschat("trust", f"{HOST}:{free_port()}", env=env)
     assert code == 5
+
+
+async def test_admin_takes_a_server_list_and_trust_one_address(
+    admin_server: Any, cert_files: Any, env: dict[str, str], dial: Dialer
+) -> None:
+    server = admin_server
+    await dial.open(server, "root", PASSWORD)
+    code, out, err = await tlschat(
+        "admin", f"{HOST}:{free_port()},{HOST}:{server.port}", "root", "users",
+        "--cafile", str(cert_files.ca), "--password-env", "ROOT_PW", env=env,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "root\tonline" in out.splitlines()
+    # A pin is per address: `trust` refuses a list rather than read it as something else.
+    code, _, err = await tlschat("trust", f"{HOST}:{server.port},{HOST}:1", env=env)
+    assert code == 2
+    assert "one address only" in assert_one_clean_line(err)

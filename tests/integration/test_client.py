@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trustme
 from tests.events import EventLog
+from tests.relay import Proxy
 from tests.wire import timeout
 
 from tlschat.client import (
@@ -476,65 +477,6 @@ async def test_pinned_client_refuses_a_changed_certificate_on_reconnect(
 
 
 # --- reconnect ----------------------------------------------------------------------------------
-
-
-class Proxy:
-    """A TCP relay in front of the server, so a test can hold one client off deterministically."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.refuse = False
-        """Close new connections at once (the client cannot reconnect)."""
-        self.blackhole = False
-        """Drop everything the server sends (a half-open connection)."""
-        self.port = 0
-        self.accepted = 0
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, HOST, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        if self.refuse:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(HOST, self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(
-            self._pipe(reader, up_writer, drop=False),
-            self._pipe(up_reader, writer, drop=True),
-            return_exceptions=True,
-        )
-        self._writers -= {writer, up_writer}
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, drop: bool
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                if drop and self.blackhole:
-                    continue
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.transport.abort()
-
-    def cut(self) -> None:
-        """Drop every relayed connection."""
-        for writer in list(self._writers):
-            writer.transport.abort()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        self.cut()
 
 
 @pytest.fixture

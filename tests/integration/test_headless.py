@@ -196,6 +196,42 @@ async def test_send_to_unreachable_server(cert_files: Any, env: dict[str, str]) 
     assert "cannot connect" in line
 
 
+async def test_send_tries_the_next_address(
+    server: Any, cert_files: Any, chat: Any, env: dict[str, str]
+) -> None:
+    _bob, bob_events = await chat("bob")
+    code, out, err = await tlschat(
+        "send", f"{HOST}:1,{HOST}:{server.port}", "alice", "--to", "@bob",
+        "--cafile", str(cert_files.ca), "via the second address", env=env,
+    )  # fmt: skip
+    assert (code, out, err) == (0, "", "")
+    message = await bob_events.wait_for(lambda e: isinstance(e, Message))
+    assert isinstance(message, Message)
+    assert message.text == "via the second address"
+
+
+async def test_send_when_no_address_answers_names_each(
+    cert_files: Any, env: dict[str, str]
+) -> None:
+    first, second = free_port(), free_port()
+    code, out, err = await tlschat(
+        "send", f"{HOST}:{first},{HOST}:{second}", "alice", "--to", "@bob",
+        "--cafile", str(cert_files.ca), "hi", env=env,
+    )  # fmt: skip
+    assert (code, out) == (5, "")
+    line = assert_one_clean_line(err)
+    assert "cannot connect: no address answered" in line
+    assert f"{HOST}:{first}: " in line
+    assert f"{HOST}:{second}: " in line
+
+
+@pytest.mark.parametrize("address", ["host:abc,host:1", "host:1,,host:2", "host:1,"])
+async def test_send_bad_server_list(address: str, env: dict[str, str]) -> None:
+    code, out, err = await tlschat("send", address, "alice", "--to", "@bob", "hi", env=env)
+    assert (code, out) == (2, "")
+    assert_one_clean_line(err)
+
+
 @pytest.mark.parametrize("address", ["host:abc", "host:99999", "host:port:extra", "[::1", ":7700"])
 async def test_send_bad_host_port(address: str, env: dict[str, str]) -> None:
     code, out, err = await tlschat("send", address, "alice", "--to", "@bob", "hi", env=env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import io
 import json
 import logging
 import shutil
@@ -93,6 +94,17 @@ def test_unknown_log_level_is_refused_with_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "log-level" in result.stderr
+
+
+def test_asyncio_warnings_come_out_in_the_json_format() -> None:
+    stream = io.StringIO()
+    setup_logging("INFO", "json", stream)
+    try:
+        logging.getLogger("asyncio").warning("Executing <Task> took 0.353 seconds")
+    finally:
+        setup_logging("INFO", "text")
+    event = json.loads(stream.getvalue())
+    assert (event["logger"], event["level"]) == ("asyncio", "WARNING")
 
 
 def test_log_level_sets_tlschat_loggers_only() -> None:

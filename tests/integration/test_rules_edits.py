@@ -455,8 +455,12 @@ async def test_search_never_finds_what_the_user_may_not_read(connect: Any) -> No
     await carol.recv_type("invited")
     await carol.request({"type": "accept", "room": "Den"})
     await say(alice, "#Den", "needle after carol joined")
-    # a room: only since the user joined (as the replay)
-    assert await found(carol, "needle") == ["needle after carol joined"]
+    # a room: what `history` lets a member read, which is from before it joined too
+    room_history = await carol.request({"type": "history", "with": "#Den"})
+    readable = [m["text"] for m in reversed(room_history["messages"]) if "needle" in m["text"]]
+    assert readable == ["needle after carol joined", "needle before carol joined"]
+    assert await found(carol, "needle") == readable
+    assert await found(carol, "needle", **{"with": "#Den"}) == readable
     assert await found(bob, "needle") == [
         "needle after carol joined",
         "needle in bob's notes",

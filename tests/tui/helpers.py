@@ -7,6 +7,7 @@ from datetime import UTC
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import Input, TextArea
 
 from tests.tui.fake_client import FakeClient
 from tlschat.tui.app import ChatApp
@@ -27,6 +28,22 @@ async def wait_for(
         if predicate():
             return
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def type_text(pilot: Pilot[Any], text: str) -> None:
+    """Put `text` into the focused input at its cursor, as a paste of it would.
+
+    `pilot.press` waits for the app to go idle after every key (about 80 ms each); tests
+    about keys themselves (completion, history, typing notices) still press them."""
+    await pilot.pause()  # a focus() just asked for takes effect first, as before a key press
+    focused = pilot.app.focused
+    if isinstance(focused, TextArea):
+        focused.insert(text)
+    elif isinstance(focused, Input):
+        focused.insert_text_at_cursor(text)
+    else:
+        raise AssertionError(f"typing {text!r} needs a focused input, not {focused!r}")
+    await pilot.pause()
 
 
 class RecordingApp(ChatApp):

@@ -15,6 +15,7 @@ from tests.tui.helpers import (
     make_app,
     screen_shown,
     sidebar_rows,
+    type_text,
     wait_for,
 )
 from tlschat import protocol
@@ -38,7 +39,8 @@ def fake(**kwargs: Any) -> FakeClient:
 async def type_line(pilot: Any, text: str) -> None:
     screen = pilot.app.screen
     screen.query_one("#composer").focus()
-    await pilot.press(*text, "enter")
+    await type_text(pilot, text)
+    await pilot.press("enter")
 
 
 # --- messages and panes ---------------------------------------------------------------------------
@@ -403,6 +405,22 @@ async def test_connection_states_are_shown() -> None:
         assert status.has_class("-closed")
 
 
+async def test_the_status_bar_names_the_address_in_use() -> None:
+    # Several addresses: after a failover the status names the node now serving, not the first.
+    client = fake()
+    app = make_app(client)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await main_screen(pilot)
+        status = screen.status
+        await wait_for(pilot, lambda: "127.0.0.1:7700" in str(status.render()), "the first")
+        client.push(StateChanged(ConnectionState.RECONNECTING, "connection lost", retry_in=0.0))
+        await wait_for(pilot, lambda: status.state == "reconnecting", "reconnecting")
+        client.host, client.port = "b.example.org", 7701
+        client.push(StateChanged(ConnectionState.CONNECTED, "b.example.org:7701"))
+        await wait_for(pilot, lambda: "b.example.org:7701" in str(status.render()), "the next")
+        assert "127.0.0.1:7700" not in str(status.render())
+
+
 async def test_request_errors_become_notifications_in_words() -> None:
     client = fake()
     client.fail["send_message"] = protocol.RequestFailed("rate_limited", "slow down", 2000)
@@ -456,7 +474,7 @@ async def test_input_history_up_and_down() -> None:
         composer = screen.composer
         await type_line(pilot, "one")
         await type_line(pilot, "two")
-        await pilot.press(*"draft")
+        await type_text(pilot, "draft")
         await pilot.press("up")
         assert composer.value == "two"
         await pilot.press("up", "up")
@@ -478,7 +496,7 @@ async def test_help_and_palette() -> None:
         await wait_for(pilot, lambda: app.screen is screen, "back")
 
         await pilot.press("ctrl+p")
-        await pilot.press(*"Message @alice")
+        await type_text(pilot, "Message @alice")
         await pilot.pause()
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.current_address == "@alice", "alice's pane")
@@ -571,8 +589,10 @@ async def test_connect_screen_builds_a_client() -> None:
         await screen_shown(pilot, ConnectScreen, "#connect-button")
         assert not built
         await pilot.click("#connect-address")
-        await pilot.press(*"localhost:7801", "enter")
-        await pilot.press(*"bad nick!", "enter")
+        await type_text(pilot, "localhost:7801")
+        await pilot.press("enter")
+        await type_text(pilot, "bad nick!")
+        await pilot.press("enter")
         error = app.screen.query_one("#connect-error")
         await wait_for(pilot, lambda: error.has_class("-visible"), "nick error")
         assert not built
@@ -589,6 +609,34 @@ async def test_connect_screen_builds_a_client() -> None:
             ConnectParams("localhost", 7801, "dave"),
         ]
         assert ("close",) in clients[0].calls
+
+
+async def test_connect_screen_takes_several_addresses() -> None:
+    built: list[ConnectParams] = []
+
+    def factory(params: ConnectParams, ask: Any) -> FakeClient:
+        built.append(params)
+        return FakeClient(params.nick, host=params.host, port=params.port)
+
+    app = make_app(client_factory=factory)
+    async with app.run_test(size=SIZE) as pilot:
+        await screen_shown(pilot, ConnectScreen, "#connect-button")
+        await pilot.click("#connect-address")
+        await type_text(pilot, "a.example.org:7801,,b")
+        await pilot.press("enter")
+        await type_text(pilot, "dave")
+        await pilot.press("enter")
+        error = app.screen.query_one("#connect-error")
+        await wait_for(pilot, lambda: "empty" in str(error.render()), "the empty entry")
+        assert not built
+        address = app.screen.query_one("#connect-address", Input)
+        address.value = "a.example.org:7801, b.example.org"
+        await pilot.click("#connect-button")
+        await main_screen(pilot)
+        assert built == [
+            ConnectParams("a.example.org", 7801, "dave", other_servers=(("b.example.org", 7700),))
+        ]
+        assert built[0].address == "a.example.org:7801,b.example.org:7700"
 
 
 def footer_actions(app: ChatApp) -> list[str]:
@@ -653,7 +701,7 @@ async def test_reconnect_from_the_command_palette() -> None:
         clients[0].end()  # events() ended: closed for good
         await wait_for(pilot, lambda: screen.status.state == "closed", "closed")
         await pilot.press("ctrl+p")
-        await pilot.press(*"Reconnect")
+        await type_text(pilot, "Reconnect")
         await pilot.pause()
         await pilot.press("enter")
         await wait_for(pilot, lambda: len(clients) == 2, "a fresh client")

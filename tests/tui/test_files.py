@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Button, Input
 
 from tests.tui.fake_client import LIMITS, FakeClient
 from tests.tui.helpers import RecordingApp, log_of, main_screen, make_app, screen_shown, wait_for
@@ -331,6 +331,30 @@ async def test_cancel_stops_the_upload(tmp_path: Path) -> None:
         assert client.calls_to("send_message") == []
 
 
+async def test_alt_c_cancels_the_upload_and_the_footer_says_so(tmp_path: Path) -> None:
+    client = team()
+    client.upload_gate = protocol_event()
+    picture = tmp_path / "slow.png"
+    picture.write_bytes(png())
+    async with app_with(client, tmp_path / "cache").run_test(size=SIZE) as pilot:
+        log = await team_log(pilot)
+
+        def footer() -> set[str]:
+            return {b.binding.description for b in pilot.app.active_bindings.values() if b.enabled}
+
+        assert "Cancel upload" not in footer()
+        await type_line(pilot, f"/image {picture}")
+        bar = pilot.app.screen.query_one(UploadBar)
+        await wait_for(pilot, lambda: bar.active and client.progress, "uploading")
+        assert "alt+c" in str(bar.query_one("#upload-cancel", Button).label)
+        assert "Cancel upload" in footer()
+        await pilot.press("alt+c")  # the input box has the focus: the key still cancels
+        await wait_for(pilot, lambda: "cancelled" in notices(log), "said in the pane")
+        assert not bar.active
+        assert "Cancel upload" not in footer()
+        assert client.calls_to("send_message") == []
+
+
 def protocol_event() -> Any:
     import asyncio
 
@@ -384,7 +408,10 @@ async def test_full_size_uses_sixel_where_the_terminal_has_it(tmp_path: Path) ->
     app = make_app(client, file_cache=FileCache(tmp_path / "cache"), image_terminal=sixel)
     async with app.run_test(size=SIZE) as pilot:
         log = await team_log(pilot)
-        await wait_for(pilot, lambda: log.picture_sizes, "inline (half blocks)")
+        await wait_for(pilot, lambda: log.picture_sizes, "inline, in Sixel bands")
+        assert list(log.picture_sizes.values()) == [(12, 4)]  # real pixels: 120×80
+        bands = [line for line in log.plain_lines if "\x1bP0;1;0q" in line]
+        assert len(bands) == 4  # one a line, each drawing its band
         await pilot.press("f4")
         viewer = await screen_shown(pilot, PictureViewer, "#viewer-picture")
         picture = viewer.query_one("#viewer-picture")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.tui.fake_client import FakeClient
-from tests.tui.helpers import main_screen, make_app, wait_for
+from tests.tui.helpers import main_screen, make_app, type_text, wait_for
 from tlschat import protocol
 from tlschat.tui import commands
 
@@ -14,7 +14,8 @@ SIZE = (100, 30)
 
 async def type_line(pilot: Any, text: str) -> None:
     pilot.app.screen.query_one("#composer").focus()
-    await pilot.press(*text, "enter")
+    await type_text(pilot, text)
+    await pilot.press("enter")
 
 
 def test_topic_and_kick_commands_parse() -> None:

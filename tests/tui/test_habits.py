@@ -9,7 +9,14 @@ from textual.widgets import OptionList, Static, Tabs
 from textual.widgets._toast import Toast
 
 from tests.tui.fake_client import FakeClient
-from tests.tui.helpers import RecordingApp, log_of, main_screen, screen_shown, wait_for
+from tests.tui.helpers import (
+    RecordingApp,
+    log_of,
+    main_screen,
+    screen_shown,
+    type_text,
+    wait_for,
+)
 from tlschat import protocol
 from tlschat.client.settings import ClientSettings, Notifications
 from tlschat.tui.screens.dialogs import CreateGroupDialog, JoinDialog
@@ -100,7 +107,8 @@ async def test_tab_completes_nicks_and_cycles() -> None:
         assert composer.text == "boris: "  # repeated Tab cycles
         await pilot.press("tab")
         assert composer.text == "bob: "
-        await pilot.press(*"hi ca", "tab")
+        await type_text(pilot, "hi ca")
+        await pilot.press("tab")
         assert composer.text == "bob: hi carol "  # inside the line: no colon
         assert composer.has_focus  # Tab never moves the focus away
 
@@ -112,16 +120,20 @@ async def test_tab_completes_commands_and_rooms() -> None:
         screen = await main_screen(pilot)
         await focus_composer(pilot)
         composer = screen.composer
-        await pilot.press(*"/wh", "tab")
+        await type_text(pilot, "/wh")
+        await pilot.press("tab")
         assert composer.text == "/whois "
         composer.value = ""
-        await pilot.press(*"/join lo", "tab")
+        await type_text(pilot, "/join lo")
+        await pilot.press("tab")
         assert composer.text == "/join lobby "
         composer.value = ""
-        await pilot.press(*"see #te", "tab")
+        await type_text(pilot, "see #te")
+        await pilot.press("tab")
         assert composer.text == "see #team "
         composer.value = ""
-        await pilot.press(*"@bo", "tab")
+        await type_text(pilot, "@bo")
+        await pilot.press("tab")
         assert composer.text == "@bob "
 
 
@@ -132,9 +144,10 @@ async def test_input_history_is_kept_per_conversation() -> None:
         screen = await main_screen(pilot)
         await screen.open_conversation("@bob")
         await focus_composer(pilot)
-        await pilot.press(*"to bob", "enter")
+        await type_text(pilot, "to bob")
+        await pilot.press("enter")
         await screen.open_conversation("#team")
-        await pilot.press(*"half-written")
+        await type_text(pilot, "half-written")
         await pilot.press("up")
         assert screen.composer.text == "half-written"  # no history in #team yet
         await screen.open_conversation("@bob")
@@ -187,7 +200,8 @@ async def test_msg_to_nobody_opens_no_pane() -> None:
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         screen = await main_screen(pilot)
         await focus_composer(pilot)
-        await pilot.press(*"/msg nobody hello", "enter")
+        await type_text(pilot, "/msg nobody hello")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: app.notes, "the answer")
         assert app.notes == ["nobody is not online and has no account."]
         await pilot.pause()
@@ -203,7 +217,8 @@ async def test_msg_to_a_user_not_listed_asks_the_server_then_opens() -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await main_screen(pilot)
         await focus_composer(pilot)
-        await pilot.press(*"/msg zed hello", "enter")
+        await type_text(pilot, "/msg zed hello")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: client.calls_to("send_message"), "the send")
         assert client.calls_to("send_message") == [("send_message", "@zed", "hello")]
         assert screen.current_address == "@zed"
@@ -248,7 +263,8 @@ async def test_quick_switcher_fuzzy_matches_every_conversation() -> None:
         await wait_for(pilot, lambda: screen.current_address == "#team", "#team shown")
         await pilot.press("ctrl+k")
         switcher = await screen_shown(pilot, QuickSwitcher, "#switcher-input")
-        await pilot.press(*"crl", "enter")
+        await type_text(pilot, "crl")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: screen.current_address == "@carol", "@carol opened")
 
 
@@ -273,7 +289,8 @@ async def test_the_active_tab_stays_in_view() -> None:
         screen = await main_screen(pilot)
         await focus_composer(pilot)
         for n in range(6):  # as a user does it: the pane opens when the server says `joined`
-            await pilot.press(*f"/create another_long_group_name_{n}", "enter")
+            await type_text(pilot, f"/create another_long_group_name_{n}")
+            await pilot.press("enter")
             name = f"#another_long_group_name_{n}"
             await wait_for(pilot, lambda name=name: screen.current_address == name, name)
         await pilot.pause()
@@ -360,7 +377,8 @@ async def test_create_public_with_invitees_shown_pending() -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await main_screen(pilot)
         await focus_composer(pilot)
-        await pilot.press(*"/create lobby --public bob", "enter")
+        await type_text(pilot, "/create lobby --public bob")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: screen.current_address == "#lobby", "the new group")
         assert client.calls_to("create_room") == [("create_room", "lobby", ("bob",))]
         assert client.public_created is True
@@ -382,10 +400,11 @@ async def test_create_dialog_makes_a_public_group() -> None:
         screen = await main_screen(pilot)
         await pilot.press("ctrl+g")
         dialog = await screen_shown(pilot, CreateGroupDialog, "#create-name")
-        await pilot.press(*"games")
+        await type_text(pilot, "games")
         await pilot.click("#create-public")
         dialog.query_one("#create-invite").focus()
-        await pilot.press(*"bob carol", "enter")
+        await type_text(pilot, "bob carol")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: screen.current_address == "#games", "the new group")
         assert client.calls_to("create_room") == [("create_room", "games", ("bob", "carol"))]
         assert client.public_created is True
@@ -423,15 +442,21 @@ async def test_whois_names_list_and_me() -> None:
         def shown(text: str) -> bool:
             return any(text in line for line in log.plain_lines)
 
-        await pilot.press(*"/whois bob", "enter")
+        await type_text(pilot, "/whois bob")
+
+        await pilot.press("enter")
         await wait_for(pilot, lambda: shown("bob: online; in #team."), "whois")
-        await pilot.press(*"/names", "enter")
+        await type_text(pilot, "/names")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: shown("#team, 3: alice, bob, carol (offline)"), "names")
-        await pilot.press(*"/list", "enter")
+        await type_text(pilot, "/list")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: shown("Public groups: #lobby (3)"), "list")
-        await pilot.press(*"/whois nobody", "enter")
+        await type_text(pilot, "/whois nobody")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: shown("nobody is not online and has no account."), "nobody")
-        await pilot.press(*"/me waves", "enter")
+        await type_text(pilot, "/me waves")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: client.calls_to("send_message"), "the action")
         assert client.calls_to("send_message") == [("send_message", "#team", "/me waves")]
         await wait_for(pilot, lambda: shown("* alice waves"), "shown as an action")
@@ -483,10 +508,11 @@ async def test_alerts_are_turned_off_by_command_or_palette() -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await main_screen(pilot)
         await focus_composer(pilot)
-        await pilot.press(*"/notify off", "enter")
+        await type_text(pilot, "/notify off")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: app.settings.notifications.desktop == "off", "notify off")
         await pilot.press("ctrl+p")
-        await pilot.press(*"Turn the bell off")
+        await type_text(pilot, "Turn the bell off")
         await pilot.pause(0.3)
         await pilot.press("enter")
         await wait_for(pilot, lambda: not app.settings.notifications.bell, "bell off")

@@ -103,5 +103,14 @@ async def test_search_opens_the_conversation_at_the_message() -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.current_address == "@alice", "alice's pane")
         log = log_of(screen, "@alice")
-        await wait_for(pilot, lambda: old.id in log.message_ids, "the old message loaded")
-        assert len(client.calls_to("history")) >= 2  # pages were loaded until it was found
+        await wait_for(pilot, lambda: log.selected == old.id, "the old message selected")
+        assert log.has_focus  # e, d, m act on it; Esc goes back to the input
+        assert any("the needle is here" in line for line in log.plain_lines[log.scroll_y :])
+        # One request for the newest page, then one for a window around the message (its id
+        # + 1 + 10), instead of paging back from the newest.
+        history = client.calls_to("history")
+        assert history[:2] == [("history", "@alice", None), ("history", "@alice", old.id + 11)]
+        # The gap between the window and the newest page fills from its newer end.
+        await wait_for(pilot, lambda: log.gap is None, "the gap filled")
+        assert log.message_ids == [m.id for m in client.store["@alice"]]
+        assert not any("loading" in line for line in log.plain_lines)

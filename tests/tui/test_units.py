@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -222,3 +223,16 @@ def test_new_commands_parse() -> None:
     assert commands.parse("/bell off") == commands.Alerts("bell", "off")
     assert isinstance(commands.parse("/nick zed"), commands.Unsupported)
     assert commands.parse("/topic hello") == commands.Topic("hello")  # issue 12: topics exist
+
+
+def test_a_guest_client_for_several_addresses_keys_its_token_by_the_first(tmp_path: Path) -> None:
+    from tlschat.client.guest_tokens import GuestTokens
+    from tlschat.tui.app import guest_aware_client
+    from tlschat.tui.screens.connect import ConnectParams
+
+    tokens = GuestTokens(tmp_path / "tokens.json")
+    tokens.save("a.example.org", 7700, "gus", "token-a")
+    params = ConnectParams("a.example.org", 7700, "gus", other_servers=(("b.example.org", 7701),))
+    client = guest_aware_client(params, tokens=tokens)
+    assert client.servers == (("a.example.org", 7700), ("b.example.org", 7701))
+    assert client.resume == "token-a"

@@ -30,6 +30,21 @@ def test_a_full_file(tmp_path: Path) -> None:
     assert settings.notifications.desktop == "osc777"
 
 
+def test_several_servers(tmp_path: Path) -> None:
+    path = tmp_path / "client.toml"
+    path.write_text('server = "a.example.org:7700, b.example.org:7701"\n')
+    settings = load(path)
+    assert settings.servers == (("a.example.org", 7700), ("b.example.org", 7701))
+    assert (settings.host, settings.port) == ("a.example.org", 7700)  # the chat's name
+
+
+def test_an_empty_entry_in_the_server_list_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "client.toml"
+    path.write_text('server = "a.example.org:7700,,b.example.org"\n')
+    with pytest.raises(SettingsError, match=r"client.toml: server .*number 2 of the list is empty"):
+        load(path)
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [

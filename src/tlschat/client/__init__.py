@@ -10,6 +10,7 @@ from tlschat.client.connection import (
     TrustError,
 )
 from tlschat.client.known_hosts import KnownHosts
+from tlschat.client.server_list import NoServerAnswered
 
 __all__ = [
     "Backoff",
@@ -17,6 +18,7 @@ __all__ = [
     "ConnectionState",
     "Event",
     "KnownHosts",
+    "NoServerAnswered",
     "StateChanged",
     "Trust",
     "TrustError",

@@ -21,8 +21,10 @@ from types import TracebackType
 from typing import Literal, Self, TypeAlias, TypeVar
 
 from tlschat import __version__, tls
+from tlschat.address import Server, format_hostport
 from tlschat.client.backoff import Backoff
 from tlschat.client.known_hosts import KnownHosts
+from tlschat.client.server_list import NoServerAnswered, ServerList
 from tlschat.protocol import (
     ALPN,
     PROTOCOL_VERSION,
@@ -92,7 +94,11 @@ CLIENT_MAX_FRAME = 16 * 1024 * 1024
 
 READ_SIZE = 64 * 1024
 
-RETRYABLE_HELLO_ERRORS = frozenset({"rate_limited", "internal"})
+NODE_FAILURE_ERRORS = frozenset({"internal", "unavailable"})
+"""Hello errors about the node rather than the user (its bug, its database or Redis down):
+another node of the chat may well answer, and this one may recover (PROTOCOL.md "Errors")."""
+
+RETRYABLE_HELLO_ERRORS = frozenset({"rate_limited"}) | NODE_FAILURE_ERRORS
 """Hello errors on reconnect that are worth another attempt; the rest end the client."""
 
 NICK_TAKEN_RETRIES = 5
@@ -233,6 +239,16 @@ class _Link:
         """Why the server said it was closing (its `bye`), if it did."""
 
 
+def _is_node_failure(exc: BaseException) -> bool:
+    """A failure of one address that another node of the chat may not share: the network, or
+    the node's own trouble. Not a refusal of the user (`auth_failed`...) nor of trust."""
+    if isinstance(exc, RequestFailed):
+        return exc.code in NODE_FAILURE_ERRORS
+    if isinstance(exc, TrustError | tls.TlsConfigError):
+        return False
+    return isinstance(exc, OSError | TlsChatError)  # TimeoutError is an OSError
+
+
 def describe(exc: BaseException) -> str:
     """A short human reason for a network failure (no tracebacks, no reprs)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -260,6 +276,10 @@ class ChatClient:
     replies that change state (`joined`, `left`, the echo of a sent message), goes to
     `events()`. When the connection drops it reconnects with backoff and resumes from the last
     message seen, never yielding a message id twice. `close()` ends it all.
+
+    `other_servers`: more addresses of the same chat (its other nodes). `connect()` tries
+    `host:port` then each of them in turn until one answers; a lost connection resumes on the
+    next one, wrapping round, and the backoff grows only once a whole round has failed.
     """
 
     def __init__(
@@ -280,8 +300,11 @@ class ChatClient:
         keepalive: float | None = 60.0,
         resume: str | None = None,
         on_resume: Callable[[str], None] | None = None,
+        other_servers: Sequence[Server] = (),
     ) -> None:
+        self._servers = ServerList([(host, port), *other_servers])
         self.host = host
+        """The address in use now (or tried last): one of `servers`."""
         self.port = port
         self.nick = nick
         """The nick: as given until `welcome`, then as the server spells it."""
@@ -302,8 +325,8 @@ class ChatClient:
         self._backoff = backoff if backoff is not None else Backoff()
         self._verifying_ctx: ssl.SSLContext | None = None
         self._unverified_ctx: ssl.SSLContext | None = None
-        self._pinned: str | None = None
-        """The fingerprint pinned for this server, once a connection was trusted that way."""
+        self._pinned: dict[Server, str] = {}
+        """The fingerprint pinned for each address, once a connection was trusted that way."""
         self._refs = itertools.count(1)
         self._link: _Link | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -332,11 +355,24 @@ class ChatClient:
     def known_hosts(self) -> KnownHosts:
         return KnownHosts(self._trust.known_hosts)
 
+    @property
+    def servers(self) -> tuple[Server, ...]:
+        """Every address of the chat, in the order they are tried; the first names the chat."""
+        return self._servers.servers
+
+    @property
+    def address(self) -> str:
+        """The address in use now, as `host:port` (`[::1]:port`)."""
+        return format_hostport(self.host, self.port)
+
     async def connect(self) -> Welcome:
         """Open the TLS connection, check ALPN, log in; return the `welcome`.
 
+        With several addresses, try them in order: a network failure (or a node's own trouble,
+        `unavailable`/`internal`) moves on to the next at once; anything else stops there.
         Raise RequestFailed for a refused `hello` (`nick_taken`, `auth_failed`, ...), TrustError
-        for an untrusted certificate, OSError / ConnectionClosed / TimeoutError for the network.
+        for an untrusted certificate, OSError / ConnectionClosed / TimeoutError for the network
+        (NoServerAnswered, an OSError, when none of several addresses could be reached).
         After a failure the state is DISCONNECTED and `connect()` may be called again. After
         success, iterate `events()`; reconnection is automatic.
         """
@@ -344,9 +380,8 @@ class ChatClient:
             raise ConnectionClosed("the client is closed")
         if self.state is not ConnectionState.DISCONNECTED:
             raise RuntimeError(f"connect() called while {self.state}")
-        self._set_state(ConnectionState.CONNECTING, f"{self.host}:{self.port}")
         try:
-            welcome = await self._open()
+            welcome = await self._open_first_answering()
             if self._closing:
                 raise ConnectionClosed("the client was closed while connecting")
         except BaseException as exc:
@@ -787,6 +822,31 @@ class ChatClient:
 
     # --- connecting ------------------------------------------------------------------------------
 
+    def _use(self, server: Server) -> None:
+        self.host, self.port = server
+
+    async def _open_first_answering(self) -> Welcome:
+        """`_open()` each address from the first until one answers (see `connect()`)."""
+        self._use(self._servers.restart())
+        failures: list[tuple[Server, str]] = []
+        while True:
+            self._set_state(ConnectionState.CONNECTING, self.address)
+            try:
+                return await self._open()
+            except Exception as exc:
+                last = len(failures) + 1 == len(self._servers)
+                if self._closing or not _is_node_failure(exc):
+                    raise
+                if last:
+                    if not failures or isinstance(exc, RequestFailed):
+                        raise  # one address, or a node's own answer: as it is
+                    raise NoServerAnswered(
+                        [*failures, (self._servers.current, describe(exc))]
+                    ) from exc
+                failures.append((self._servers.current, describe(exc)))
+                log.info("%s: %s; trying the next address", self.address, describe(exc))
+            self._use(self._servers.advance())
+
     async def _open(self) -> Welcome:
         """Dial, check ALPN, start the reader and log in. On success `self._link` is live."""
         reader, writer, fingerprint = await self._dial_trusted()
@@ -858,9 +918,10 @@ class ChatClient:
         if self._ssl_context is not None:
             return await self._dial(self._ssl_context)
         verifying, unverified = self._contexts()
-        if self._pinned is not None:
+        pinned = self._pinned.get((self.host, self.port))
+        if pinned is not None:
             reader, writer, fingerprint = await self._dial(unverified)
-            if fingerprint == self._pinned:
+            if fingerprint == pinned:
                 return reader, writer, fingerprint
             writer.transport.abort()
             # Fall through: a properly signed new certificate is fine; otherwise "changed".
@@ -881,7 +942,7 @@ class ChatClient:
             writer.transport.abort()
             raise OSError(exc.errno, f"cannot read {store.path}: {exc.strerror}") from exc
         if known == fingerprint:
-            self._pinned = fingerprint
+            self._pinned[self.host, self.port] = fingerprint
             return reader, writer, fingerprint
         # Never keep a connection open while a person decides: the login timer is running.
         writer.transport.abort()
@@ -897,7 +958,7 @@ class ChatClient:
         except OSError as exc:
             # Trusted for this session all the same; it will be asked again next time.
             log.warning("cannot write %s: %s", store.path, describe(exc))
-        self._pinned = fingerprint
+        self._pinned[self.host, self.port] = fingerprint
         reader, writer, again = await self._dial(ctx)
         if again != fingerprint:
             writer.transport.abort()
@@ -924,34 +985,56 @@ class ChatClient:
                 return
 
     async def _reconnect_loop(self, reason: str) -> bool:
-        """Try until connected (True) or until a refusal that retrying cannot fix (False)."""
+        """Try until connected (True) or until a refusal that retrying cannot fix (False).
+
+        Rounds of attempts: each round waits the backoff's next delay, then tries every address
+        in turn from the one after the address just lost (with a single address, one attempt
+        per round, as ever). Each attempt sends `last_seen` and the guest's `resume` token.
+        """
         nick_taken = 0
         at_least = 0.0
         while not self._closing:
             delay = max(self._backoff.next(), at_least)
             at_least = 0.0
-            self._set_state(ConnectionState.RECONNECTING, reason, retry_in=delay)
-            await asyncio.sleep(delay)
-            try:
-                await self._open()
-            except RequestFailed as exc:
-                if exc.code == "nick_taken" and nick_taken < NICK_TAKEN_RETRIES:
-                    nick_taken += 1
-                elif exc.code not in RETRYABLE_HELLO_ERRORS:
-                    self._finish(f"{exc.code}: {exc.message}")
+            for attempt in range(len(self._servers)):
+                self._use(self._servers.advance())
+                if attempt == 0:
+                    self._set_state(ConnectionState.RECONNECTING, reason, retry_in=delay)
+                    await asyncio.sleep(delay)
+                else:  # the next address of the round, at once
+                    self._set_state(ConnectionState.RECONNECTING, reason, retry_in=0.0)
+                if self._closing:
                     return False
-                reason = f"{exc.code}: {exc.message}"
-                if exc.retry_after_ms:
-                    at_least = exc.retry_after_ms / 1000
-            except (TrustError, tls.TlsConfigError) as exc:
-                self._finish(str(exc))
-                return False
-            except (OSError, TlsChatError) as exc:  # TimeoutError is an OSError
-                reason = describe(exc)
-            else:
-                self._backoff.reset()
-                return True
+                try:
+                    await self._open()
+                except RequestFailed as exc:
+                    # As `code: message`, which the TUI puts into words (explain_detail).
+                    reason = f"{exc.code}: {exc.message}"
+                    if exc.code in NODE_FAILURE_ERRORS:
+                        continue  # this node's trouble: another may answer
+                    if exc.code == "nick_taken" and nick_taken < NICK_TAKEN_RETRIES:
+                        # Our old session is still held (by the whole chat, not by one node):
+                        # wait a round's delay for it to go, as with a single server.
+                        nick_taken += 1
+                    elif exc.code not in RETRYABLE_HELLO_ERRORS:
+                        self._finish(f"{exc.code}: {exc.message}")
+                        return False
+                    if exc.retry_after_ms:
+                        at_least = exc.retry_after_ms / 1000
+                    break
+                except (TrustError, tls.TlsConfigError) as exc:
+                    self._finish(str(exc))
+                    return False
+                except (OSError, TlsChatError) as exc:  # TimeoutError is an OSError
+                    reason = self._failure_reason(describe(exc))
+                else:
+                    self._backoff.reset()
+                    return True
         return False
+
+    def _failure_reason(self, reason: str) -> str:
+        """Why an attempt failed; naming the address when there are several to tell apart."""
+        return f"{self.address}: {reason}" if len(self._servers) > 1 else reason
 
     async def _read_loop(self, link: _Link) -> None:
         """Decode frames and dispatch them until the connection ends; record why it ended."""
@@ -1046,7 +1129,7 @@ class ChatClient:
         if self._welcomed:
             self._emit(welcome)
         self._welcomed = True
-        self._set_state(ConnectionState.CONNECTED, f"{self.host}:{self.port}")
+        self._set_state(ConnectionState.CONNECTED, self.address)
 
     def _note_message(self, message_id: int) -> bool:
         """True the first time a message id is seen."""

@@ -12,11 +12,13 @@ import os
 import re
 import ssl
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from tlschat import __version__, tls
+from tlschat.address import Server, format_hostport, format_servers
 from tlschat.client import attachments
 from tlschat.client.connection import (
     ChatClient,
@@ -29,6 +31,7 @@ from tlschat.client.connection import (
 from tlschat.client.errors_text import explain_failure
 from tlschat.client.guest_tokens import GuestTokens
 from tlschat.client.known_hosts import KnownHosts, normalize_fingerprint
+from tlschat.client.server_list import NoServerAnswered
 from tlschat.protocol import (
     ConnectionClosed,
     FileMeta,
@@ -91,8 +94,9 @@ def _say(text: str) -> None:
     print(f"tlschat: {text}", file=sys.stderr, flush=True)
 
 
-def _failure(exc: BaseException, host: str, port: int) -> str:
-    """The one line that explains why a connection or a request failed."""
+def _failure(exc: BaseException, where: str) -> str:
+    """The one line that explains why a connection or a request to `where` (`host:port`)
+    failed."""
     if isinstance(exc, TrustError):
         if exc.reason == "changed":
             return str(exc)
@@ -104,9 +108,11 @@ def _failure(exc: BaseException, host: str, port: int) -> str:
         # The code first, for scripts; then the sentence, for people (one place: errors_text).
         return f"{exc.code}: {explain_failure(exc)}"
     if isinstance(exc, ConnectionClosed):
-        return f"connection to {host}:{port} closed: {exc}"
+        return f"connection to {where} closed: {exc}"
+    if isinstance(exc, NoServerAnswered):  # it names each address with its reason
+        return f"cannot connect: {describe(exc)}"
     if isinstance(exc, OSError):  # refused, unreachable, unknown host, TLS errors, timeouts
-        return f"cannot connect to {host}:{port}: {describe(exc)}"
+        return f"cannot connect to {where}: {describe(exc)}"
     if isinstance(exc, TlsChatError):
         return str(exc)
     return f"unexpected error: {exc.__class__.__name__}: {exc}"
@@ -120,10 +126,17 @@ def _quiet_asyncio() -> None:
 
 
 def _client(
-    host: str, port: int, nick: str, *, cafile: Path | None, password: str | None, reconnect: bool
+    servers: Sequence[Server],
+    nick: str,
+    *,
+    cafile: Path | None,
+    password: str | None,
+    reconnect: bool,
 ) -> ChatClient:
     # A guest keeps its resume token on disk, so a bot restarted within its hold is the same
-    # guest again, with its groups (PROTOCOL.md "Session" -> Guests).
+    # guest again, with its groups (PROTOCOL.md "Session" -> Guests). It is kept under the
+    # first address, the chat's name, whichever node hands it out.
+    (host, port), *others = servers
     tokens = GuestTokens() if password is None else None
 
     def keep(token: str) -> None:
@@ -141,6 +154,7 @@ def _client(
         client_name=f"tlschat-cli/{__version__}",
         resume=tokens.load(host, port, nick) if tokens is not None else None,
         on_resume=keep,
+        other_servers=others,
     )
 
 
@@ -148,8 +162,7 @@ def _client(
 
 
 def run_send(
-    host: str,
-    port: int,
+    servers: Sequence[Server],
     nick: str,
     *,
     to: str,
@@ -179,14 +192,13 @@ def run_send(
         _say("nothing to send: give TEXT, text on standard input, or --file PATH")
         return EXIT_USAGE
     try:
-        return asyncio.run(_send(host, port, nick, to, text, cafile, password, file))
+        return asyncio.run(_send(servers, nick, to, text, cafile, password, file))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
 
 async def _send(
-    host: str,
-    port: int,
+    servers: Sequence[Server],
     nick: str,
     to: str,
     text: str,
@@ -194,7 +206,7 @@ async def _send(
     password: str | None,
     file: Path | None,
 ) -> int:
-    client = _client(host, port, nick, cafile=cafile, password=password, reconnect=False)
+    client = _client(servers, nick, cafile=cafile, password=password, reconnect=False)
     try:
         await client.connect()
         file_id: str | None = None
@@ -209,7 +221,7 @@ async def _send(
             file_id = meta.id
         await client.send_message(to, text, file=file_id)
     except Exception as exc:
-        _say(_failure(exc, host, port))
+        _say(_failure(exc, client.address))
         return exit_code(exc)
     finally:
         await client.close()
@@ -226,8 +238,7 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def run_get(
-    host: str,
-    port: int,
+    servers: Sequence[Server],
     nick: str,
     *,
     file_id: str,
@@ -242,7 +253,7 @@ def run_get(
         _say("--sha256: expected 64 hexadecimal digits")
         return EXIT_USAGE
     try:
-        return asyncio.run(_get(host, port, nick, file_id, output, sha256, cafile, password))
+        return asyncio.run(_get(servers, nick, file_id, output, sha256, cafile, password))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -251,8 +262,7 @@ def run_get(
 
 
 async def _get(
-    host: str,
-    port: int,
+    servers: Sequence[Server],
     nick: str,
     file_id: str,
     output: str | None,
@@ -260,13 +270,13 @@ async def _get(
     cafile: Path | None,
     password: str | None,
 ) -> int:
-    client = _client(host, port, nick, cafile=cafile, password=password, reconnect=False)
+    client = _client(servers, nick, cafile=cafile, password=password, reconnect=False)
     try:
         try:
             await client.connect()
             meta = None if sha256 else await find_file(client, file_id)
         except Exception as exc:
-            _say(_failure(exc, host, port))
+            _say(_failure(exc, client.address))
             return exit_code(exc)
         if meta is None and sha256 is None:
             _say(
@@ -302,7 +312,7 @@ async def _get(
             _say(attachments.download_failure(exc, meta.name if meta else file_id))
             return _transfer_code(exc)
         except Exception as exc:
-            _say(_failure(exc, host, port))
+            _say(_failure(exc, client.address))
             return exit_code(exc)
     finally:
         await client.close()
@@ -332,8 +342,7 @@ async def find_file(client: ChatClient, file_id: str) -> FileMeta | None:
 
 
 def run_tail(
-    host: str,
-    port: int,
+    servers: Sequence[Server],
     nick: str,
     *,
     as_json: bool,
@@ -350,7 +359,7 @@ def run_tail(
             _say(f"--with: {exc}")
             return EXIT_USAGE
     try:
-        return asyncio.run(_tail(host, port, nick, as_json, with_, cafile, password))
+        return asyncio.run(_tail(servers, nick, as_json, with_, cafile, password))
     except KeyboardInterrupt:
         return EXIT_OK
     except BrokenPipeError:
@@ -367,20 +376,19 @@ def _silence_stdout() -> None:
 
 
 async def _tail(
-    host: str,
-    port: int,
+    servers: Sequence[Server],
     nick: str,
     as_json: bool,
     with_: str | None,
     cafile: Path | None,
     password: str | None,
 ) -> int:
-    client = _client(host, port, nick, cafile=cafile, password=password, reconnect=True)
+    client = _client(servers, nick, cafile=cafile, password=password, reconnect=True)
     try:
         try:
             await client.connect()
         except Exception as exc:
-            _say(_failure(exc, host, port))
+            _say(_failure(exc, client.address))
             return exit_code(exc)
         reconnecting = False
         async for event in client.events():
@@ -393,7 +401,7 @@ async def _tail(
                         _say(f"connection lost ({event.detail}); reconnecting")
                     reconnecting = True
                 elif event.state is ConnectionState.CONNECTED and reconnecting:
-                    _say(f"reconnected to {host}:{port}")
+                    _say(f"reconnected to {client.address}")
                     reconnecting = False
                 elif event.state is ConnectionState.CLOSED:
                     _say(event.detail or "connection closed")
@@ -456,8 +464,7 @@ def print_message(message: Message, *, as_json: bool, out: TextIO) -> None:
 
 
 def run_admin(
-    host: str,
-    port: int,
+    servers: Sequence[Server],
     nick: str,
     *,
     frame: Request,
@@ -468,29 +475,28 @@ def run_admin(
     """Log in as an administrator, make one request, print its result; exit code."""
     _quiet_asyncio()
     try:
-        return asyncio.run(_admin(host, port, nick, frame, cafile, password, out or sys.stdout))
+        return asyncio.run(_admin(servers, nick, frame, cafile, password, out or sys.stdout))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
 
 async def _admin(
-    host: str,
-    port: int,
+    servers: Sequence[Server],
     nick: str,
     frame: Request,
     cafile: Path | None,
     password: str | None,
     out: TextIO,
 ) -> int:
-    client = _client(host, port, nick, cafile=cafile, password=password, reconnect=False)
+    client = _client(servers, nick, cafile=cafile, password=password, reconnect=False)
     try:
         welcome = await client.connect()
         if not welcome.admin:
-            _say(f"{welcome.nick} is not an administrator of {host}:{port}")
+            _say(f"{welcome.nick} is not an administrator of {format_servers(servers)}")
             return EXIT_REFUSED
         reply = await client.request(frame)
     except Exception as exc:
-        _say(_failure(exc, host, port))
+        _say(_failure(exc, client.address))
         return exit_code(exc)
     finally:
         await client.close()
@@ -539,7 +545,7 @@ def run_trust(
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:
-        _say(_failure(exc, host, port))
+        _say(_failure(exc, format_hostport(host, port)))
         return exit_code(exc)
     if wanted is not None and seen != wanted:
         _say(f"{host}:{port} presents fingerprint {seen}, not {wanted}: not trusted")
@@ -572,8 +578,7 @@ def run_forget(host: str, port: int, *, known_hosts: Path | None = None) -> int:
 
 
 def run_search(
-    host: str,
-    port: int,
+    servers: Sequence[Server],
     nick: str,
     *,
     query: str,
@@ -592,9 +597,7 @@ def run_search(
             _say(f"--with: {exc}")
             return EXIT_USAGE
     try:
-        return asyncio.run(
-            _search(host, port, nick, query, with_, limit, as_json, cafile, password)
-        )
+        return asyncio.run(_search(servers, nick, query, with_, limit, as_json, cafile, password))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -603,8 +606,7 @@ def run_search(
 
 
 async def _search(
-    host: str,
-    port: int,
+    servers: Sequence[Server],
     nick: str,
     query: str,
     with_: str | None,
@@ -613,12 +615,12 @@ async def _search(
     cafile: Path | None,
     password: str | None,
 ) -> int:
-    client = _client(host, port, nick, cafile=cafile, password=password, reconnect=False)
+    client = _client(servers, nick, cafile=cafile, password=password, reconnect=False)
     try:
         await client.connect()
         result = await client.search(query, with_=with_, limit=limit)
     except Exception as exc:
-        _say(_failure(exc, host, port))
+        _say(_failure(exc, client.address))
         return exit_code(exc)
     finally:
         await client.close()

@@ -2,6 +2,7 @@
 
 ```toml
 server = "chat.example.org:7700"   # `tlschat tui` with no arguments connects here
+# server = "a.example.org:7700,b.example.org:7700"   # several nodes of one chat, tried in turn
 nick = "bob"
 cafile = "~/.config/tlschat/ca.pem"
 theme = "textual-dark"
@@ -23,7 +24,7 @@ from typing import Any, Literal, cast
 
 import platformdirs
 
-from tlschat.address import AddressError, parse_hostport
+from tlschat.address import AddressError, Server, parse_servers
 
 Desktop = Literal["osc9", "osc777", "off"]
 DESKTOP_CHOICES: tuple[Desktop, ...] = ("osc9", "osc777", "off")
@@ -46,14 +47,23 @@ class Notifications:
 
 @dataclass
 class ClientSettings:
-    host: str | None = None
-    port: int | None = None
+    servers: tuple[Server, ...] = ()
+    """`server`: where to connect, in the order to try (empty: not set)."""
     nick: str | None = None
     cafile: Path | None = None
     theme: str | None = None
     notifications: Notifications = field(default_factory=Notifications)
     path: Path | None = None
     """The file these came from (None: defaults, no file)."""
+
+    @property
+    def host(self) -> str | None:
+        """The first server's host: the chat's name."""
+        return self.servers[0][0] if self.servers else None
+
+    @property
+    def port(self) -> int | None:
+        return self.servers[0][1] if self.servers else None
 
 
 def default_path() -> Path:
@@ -91,7 +101,7 @@ def load(path: Path | None = None) -> ClientSettings:
     server = _text(data, "server", where)
     if server is not None:
         try:
-            settings.host, settings.port = parse_hostport(server)
+            settings.servers = tuple(parse_servers(server))
         except AddressError as exc:
             raise SettingsError(f"{where}: server {exc}") from exc
     settings.nick = _text(data, "nick", where)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from tlschat.ratelimit import FailureWindow
+from tlschat.server.account_limits import EventWindow
 
 
 class Passwords:
@@ -131,14 +131,18 @@ class LoginThrottle:
             del self._by_nick[nick_key]
 
 
+REGISTRATION_WINDOW = 3600.0
+
+
 class RegistrationLimit:
-    """At most `limit` new accounts per IP per `window` (PROTOCOL.md: 10 an hour)."""
+    """At most `limit` new accounts per IP per `window` (PROTOCOL.md: 10 an hour), counted in
+    `events` (the hub's: in Redis when there are several nodes)."""
 
-    def __init__(self, limit: int, window: float = 3600.0) -> None:
-        self._window = FailureWindow(limit, window)
+    def __init__(self, events: EventWindow) -> None:
+        self._events = events
 
-    def blocked_for(self, ip: str) -> float:
-        return self._window.blocked_for(ip)
+    async def blocked_for(self, ip: str) -> float:
+        return await self._events.blocked_for(ip)
 
-    def registered(self, ip: str) -> None:
-        self._window.record(ip)
+    async def registered(self, ip: str) -> None:
+        await self._events.record(ip)

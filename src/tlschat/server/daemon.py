@@ -72,7 +72,7 @@ class ChatServer:
         self.config = config
         self.data_dir = config.data_dir or platformdirs.user_data_path("tlschat")
         self.registry = Registry()
-        self.hub = LocalHub()
+        self.hub = LocalHub() if config.redis is None else _redis_hub(config.redis)
         self.store = make_store(config, self.data_dir)
         self.metrics: metrics.MetricsServer | None = None
         self._lock = DataDirLock(self.data_dir)
@@ -143,6 +143,7 @@ class ChatServer:
             where = redacted(cfg.database) if cfg.database else f"in {self.data_dir}"
             raise StartupError(f"cannot open database {where}: {exc}") from None
         last_id = await self.store.max_message_id()
+        await self._join_cluster(last_id)
         await self._load_rooms()
         self.files = FileStore(cfg, self.data_dir, self.store)
         self.rules = Rules(Context(cfg, self.store, self.hub, self.registry, self.files, last_id))
@@ -430,11 +431,36 @@ class ChatServer:
                 await self.rules.flush_marks()
         except Exception:
             log.exception("flushing delivery marks")
+        await self._leave_cluster()
         await self.store.close()
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.close)
         self._lock.release()
         log.info("stopped: storage flushed")
+
+    # --- several nodes (--redis) ---------------------------------------------------------------
+
+    async def _join_cluster(self, last_id: int) -> None:
+        from tlschat.server.redis_hub import RedisHub
+
+        if isinstance(self.hub, RedisHub):
+            try:
+                await self.hub.start(last_id)
+            except ConnectionError as exc:
+                await self.store.close()
+                raise StartupError(str(exc)) from None
+
+    async def _leave_cluster(self) -> None:
+        from tlschat.server.redis_hub import RedisHub
+
+        if isinstance(self.hub, RedisHub):
+            await self.hub.close()
+
+
+def _redis_hub(url: str) -> LocalHub:
+    from tlschat.server.redis_hub import RedisHub
+
+    return RedisHub(url)
 
 
 # --- the command ------------------------------------------------------------------------------

@@ -8,12 +8,22 @@ implementing the same Protocol (publishing what it delivers to the other nodes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from tlschat.protocol import UserInfo, encode_payload, name_key
+from tlschat.protocol import ErrorCode, RequestError, UserInfo, encode_payload, name_key
 from tlschat.server import metrics
+from tlschat.server.account_limits import EventWindow, LocalEventWindow
 from tlschat.server.registry import User
+
+
+class HubUnavailable(RequestError):
+    """The hub cannot deliver to the other nodes right now (Redis is gone): the request is
+    refused before anything is stored; the client may retry (PROTOCOL.md `unavailable`)."""
+
+    def __init__(self, message: str = "the chat cluster is unreachable: try again soon") -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, message)
 
 
 class Peer(Protocol):
@@ -49,10 +59,24 @@ class Hub(Protocol):
         online: a `welcome` or `users` reply splices them in without encoding anything."""
         ...
 
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap the store write that gives a message its id: raises `HubUnavailable` if what
+        is written could not be delivered, and lets a hub with several writers know a write is
+        in flight (docs/architecture.md "Several nodes"). Call `deliver` with the new id after
+        the block, with no await in between."""
+        ...
+
     def deliver(
-        self, nick_keys: Iterable[str], data: bytes, msg_id: int = 0, skip: Peer | None = None
+        self,
+        nick_keys: Iterable[str],
+        data: bytes,
+        msg_id: int = 0,
+        skip: Peer | None = None,
+        echo: bytes | None = None,
     ) -> None:
-        """Queue `data` on every session of these users (each session once), except `skip`."""
+        """Queue `data` on every session of these users (each session once), except `skip`;
+        `skip` gets `echo` instead, if given (a message's acknowledgement, with its `ref`), in
+        the same place in the order of messages."""
         ...
 
     def broadcast(self, data: bytes) -> None:
@@ -65,6 +89,11 @@ class Hub(Protocol):
 
     def broadcast_cursor(self) -> tuple[int, int]:
         """Where the broadcast list stands now: a session that logs in starts there."""
+        ...
+
+    def event_window(self, name: str, limit: int, window: float) -> EventWindow:
+        """A counter of events per key shared by every node the hub reaches (the limits that
+        protect accounts, PROTOCOL.md "Limits and abuse")."""
         ...
 
     def broadcasts_after(self, cursor: tuple[int, int]) -> tuple[tuple[int, int], list[bytes]]:
@@ -131,9 +160,20 @@ class LocalHub:
 
     # --- fan-out ---------------------------------------------------------------------------
 
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        # One process, one store writer that commits in id order: nothing to track.
+        return contextlib.nullcontext()
+
     def deliver(
-        self, nick_keys: Iterable[str], data: bytes, msg_id: int = 0, skip: Peer | None = None
+        self,
+        nick_keys: Iterable[str],
+        data: bytes,
+        msg_id: int = 0,
+        skip: Peer | None = None,
+        echo: bytes | None = None,
     ) -> None:
+        if echo is not None and skip is not None:
+            skip.deliver(echo, msg_id)
         users = self.users
         seen: set[str] = set()
         queued = 0
@@ -180,6 +220,9 @@ class LocalHub:
                 peer.flush()
         self._broadcasts = []
         self._generation += 1
+
+    def event_window(self, name: str, limit: int, window: float) -> EventWindow:
+        return LocalEventWindow(limit, window)
 
     def want_flush(self, peer: Peer) -> None:
         self._dirty[peer] = None

@@ -16,6 +16,11 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+LIBRARY_LOGGERS = ("asyncio",)
+"""Libraries whose warnings reach the daemon's stderr (asyncio: slow callbacks in debug mode,
+errors in callbacks): they go through tlschat's handler, so a JSON log stays all JSON; their
+levels are left as they are."""
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: `ts` (UTC, ISO 8601), `level`, `logger`, `msg` (and `exc`)."""
@@ -35,8 +40,8 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
     """Send the `tlschat` loggers to `stream` (stderr) at `level`, as `text` or `json`.
 
-    Idempotent: a second call replaces the handler it installed. The root logger and other
-    libraries' loggers are left as they are."""
+    Idempotent: a second call replaces the handler it installed. The root logger and the levels
+    of other libraries' loggers are left as they are; `LIBRARY_LOGGERS` share the handler."""
     name = level.upper()
     if name not in LEVELS:
         raise ValueError(f"unknown log level {level!r}")
@@ -50,3 +55,10 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None 
     logger.addHandler(handler)
     logger.setLevel(getattr(logging, name))
     logger.propagate = False
+    for library in LIBRARY_LOGGERS:
+        other = logging.getLogger(library)
+        for old in list(other.handlers):
+            if getattr(old, "_tlschat", False):
+                other.removeHandler(old)
+        other.addHandler(handler)
+        other.propagate = False

@@ -19,6 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
 from tlschat import protocol
+from tlschat.address import Server, format_hostport, format_servers
 from tlschat.client import ChatClient, ConnectionState, StateChanged, TrustError, attachments
 from tlschat.client.cache import FileCache
 from tlschat.client.errors_text import Context, explain, explain_detail, explain_failure
@@ -156,6 +157,7 @@ class ChatApp(App[int]):
         port: int | None = None,
         nick: str | None = None,
         password: str | None = None,
+        other_servers: Sequence[Server] = (),
         tz: tzinfo | None = None,
         cursor_blink: bool = True,
         theme: str | None = None,
@@ -193,8 +195,12 @@ class ChatApp(App[int]):
         if client is not None:
             self._params = ConnectParams(client.host, client.port, client.nick, password)
         elif host is not None and port is not None and nick is not None:
-            self._params = ConnectParams(host, port, nick, password)
-        self._prefill = (host, port, nick, password)
+            self._params = ConnectParams(
+                host, port, nick, password, other_servers=tuple(other_servers)
+            )
+        address = "" if host is None else format_servers([(host, port or 7700), *other_servers])
+        self._prefill = (address, nick, password)
+        """What the connect screen shows at first: the server list, nick and password."""
         self._invitations: deque[Invitation] = deque()
         """Fresh invitations waiting to be shown in the notification bar, oldest first."""
         self._welcomed = False
@@ -215,10 +221,9 @@ class ChatApp(App[int]):
                 severity="warning",
                 markup=False,
             )
-        host, port, nick, password = self._prefill
+        address, nick, password = self._prefill
         if self._params is not None:
-            host, port, nick = self._params.host, self._params.port, self._params.nick
-        address = "" if host is None else ConnectParams(host, port or 7700, "").address
+            address, nick = self._params.address, self._params.nick
         self.connect_screen = ConnectScreen(
             address=address, nick=nick or "", password=password or ""
         )
@@ -404,7 +409,8 @@ class ChatApp(App[int]):
             return
         client = self.client
         tls = " ".join(part for part in (client.tls_version, client.cipher) if part)
-        server = self._params.address if self._params else f"{client.host}:{client.port}"
+        # The address in use now: with several, the one the client has failed over to.
+        server = format_hostport(client.host, client.port)
         self.main.status.show(server=server, tls=tls, nick=self.state.me, **changes)
 
     @on(ConnectionStateChanged)
@@ -552,7 +558,14 @@ class ChatApp(App[int]):
     @on(HistoryLoaded)
     def _history(self, event: HistoryLoaded) -> None:
         if self.main is not None:
-            self.main.history_loaded(event.address, event.messages, event.more, event.failed)
+            self.main.history_loaded(
+                event.address,
+                event.messages,
+                event.more,
+                event.failed,
+                before=event.before,
+                purpose=event.purpose,
+            )
 
     @on(ConversationWanted)
     async def _conversation_wanted(self, event: ConversationWanted) -> None:
@@ -824,16 +837,24 @@ class ChatApp(App[int]):
         """For the search screen (it shows failures itself)."""
         return await self._client().search(query, with_=with_, limit=50)
 
-    def request_history(self, address: str, before: int | None) -> None:
+    def request_history(self, address: str, before: int | None, purpose: str = "older") -> None:
+        """Load a page of `address` older than `before`; `purpose` goes back with the answer
+        (see `HistoryLoaded`)."""
         client = self._client()
 
         async def load() -> None:
             try:
                 history = await client.history(address, before=before)
             except BaseException:
-                self.post_message(HistoryLoaded(address, (), True, failed=True))
+                self.post_message(
+                    HistoryLoaded(address, (), True, failed=True, before=before, purpose=purpose)
+                )
                 raise
-            self.post_message(HistoryLoaded(address, history.messages, history.more))
+            self.post_message(
+                HistoryLoaded(
+                    address, history.messages, history.more, before=before, purpose=purpose
+                )
+            )
 
         context = Context(
             nick=address[1:] if address.startswith("@") else None,
@@ -862,7 +883,8 @@ def guest_aware_client(
 ) -> ChatClient:
     """A ChatClient for the connect screen's parameters. A guest (no password) sends the resume
     token kept on disk for this server and nick, and keeps each new one there (0600), so that
-    restarting the TUI within the guest hold is the same guest again, with its groups."""
+    restarting the TUI within the guest hold is the same guest again, with its groups. With
+    several addresses, the token is kept under the first: the chat's name, whatever node."""
     guest = not params.password
     store = (tokens or GuestTokens()) if guest else None
 
@@ -880,14 +902,14 @@ def guest_aware_client(
         last_seen=params.last_seen,
         resume=resume,
         on_resume=keep,
+        other_servers=params.other_servers,
         **options,
     )
 
 
 def run_tui(
     *,
-    host: str | None,
-    port: int | None,
+    servers: Sequence[Server] | None,
     nick: str | None,
     cafile: Path | None = None,
     password: str | None = None,
@@ -901,8 +923,9 @@ def run_tui(
     from tlschat.client import Trust
 
     settings = settings or ClientSettings()
-    if host is None and settings.host is not None:
-        host, port = settings.host, settings.port
+    servers = list(servers or settings.servers)
+    host, port = servers[0] if servers else (None, None)
+    others = servers[1:]
     nick = nick or settings.nick
     cafile = cafile or settings.cafile
 
@@ -918,6 +941,7 @@ def run_tui(
         port=port,
         nick=nick,
         password=password,
+        other_servers=others,
         image_terminal=terminal,
         theme=settings.theme,
         settings=settings,

@@ -20,7 +20,7 @@ from typing import Literal
 
 from rich.color import Color
 from rich.color_triplet import ColorTriplet
-from rich.segment import Segment
+from rich.segment import ControlType, Segment
 from rich.style import Style
 from textual.strip import Strip
 
@@ -55,6 +55,21 @@ class Terminal:
     def graphics(self) -> bool:
         """True with real pixels (Sixel or Kitty) in the full-size view."""
         return self.mode in ("sixel", "tgp")
+
+
+Renderer = Literal["kitty", "sixel", "cells"]
+"""How a picture in the log is drawn: Kitty placeholders, Sixel bands, or cells (half blocks,
+or grey shades)."""
+
+
+def inline_renderer(terminal: Terminal) -> Renderer:
+    """The renderer for pictures in the log on `terminal`: real pixels where it has graphics,
+    half blocks (or shades) otherwise, which work anywhere (plain SSH, tmux, screen)."""
+    if terminal.mode == "tgp":
+        return "kitty"
+    if terminal.mode == "sixel":
+        return "sixel"
+    return "cells"
 
 
 _detected: Terminal | None = None
@@ -103,7 +118,7 @@ def inline_size(
     if width <= 0 or height <= 0 or max_columns <= 0 or max_rows <= 0:
         return 0, 0
     natural = width
-    if terminal.mode == "tgp":
+    if terminal.graphics:
         natural = max(1, -(-width // max(1, terminal.cell_width)))
     columns = min(max_columns, natural, len(_DIACRITICS) if _DIACRITICS else max_columns)
     rows = _rows_for(columns, width, height, terminal)
@@ -276,3 +291,56 @@ def render_kitty(path: Path, columns: int, rows: int, terminal: Terminal) -> Kit
         )
         strips.append(Strip([Segment(text, style)], columns))
     return KittyPicture(image_id, "".join(parts), strips)
+
+
+# --- Sixel, inline -------------------------------------------------------------------------------
+#
+# A Sixel picture is pixels drawn from the cursor on, over whatever cells were there; text
+# written later over those cells erases it. So the log draws a picture row by row: each line
+# holds blank cells, then (a zero-width control segment) "back to the first of those cells,
+# this row's band of pixels, cursor back". A line redrawn (scrolling, a partial refresh)
+# redraws its own band, and a picture scrolled half out of view shows its visible rows.
+
+_SIXEL_OPAQUE = "\x1bP0;0;0q"
+_SIXEL_CLEAR = "\x1bP0;1;0q"
+"""P2=1: pixels a band does not set are left alone. A cell is seldom a multiple of 6 pixels
+tall, the height of a sixel row: the rest of the last sixel row must not paint the cell
+below."""
+
+_NO_MOVE = ((ControlType.CURSOR_FORWARD, 0),)
+"""Marks a segment as a control code of no width, so that nothing pads or measures it."""
+
+
+def render_sixel(
+    path: Path,
+    columns: int,
+    rows: int,
+    terminal: Terminal,
+    background: tuple[int, int, int] = (0, 0, 0),
+) -> list[Strip]:
+    """The picture at `path` scaled to columns×rows cells of real pixels, as `rows` lines of
+    blank cells that each draw their band of the picture: blocking (decoding, scaling and
+    Sixel encoding), for a worker thread."""
+    from PIL import Image
+    from textual_image._sixel import image_to_sixels
+
+    width = max(1, columns * terminal.cell_width)
+    band = max(1, terminal.cell_height)
+    picture = open_picture(path, (width, band * rows))
+    assert isinstance(picture, Image.Image)
+    if picture.mode == "RGBA":
+        flat = Image.new("RGB", picture.size, background)
+        flat.paste(picture, mask=picture.getchannel("A"))
+        picture = flat
+    scaled = picture.resize((width, band * rows), Image.Resampling.LANCZOS)
+    blank = Style(bgcolor=_color(background))
+    strips = []
+    for row in range(rows):
+        pixels = scaled.crop((0, row * band, width, (row + 1) * band))
+        sixels = image_to_sixels(pixels, background=(*background, 1.0))
+        sixels = sixels.replace(_SIXEL_OPAQUE, _SIXEL_CLEAR, 1)
+        draw = f"\x1b7\x1b[{columns}D{sixels}\x1b8"  # save, back, draw, restore the cursor
+        strips.append(
+            Strip([Segment(" " * columns, blank), Segment(draw, None, _NO_MOVE)], columns)
+        )
+    return strips

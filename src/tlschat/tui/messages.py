@@ -153,12 +153,19 @@ class HistoryLoaded(Message):
         more: bool,
         *,
         failed: bool = False,
+        before: int | None = None,
+        purpose: str = "older",
     ) -> None:
         super().__init__()
         self.address = address
         self.messages = messages
         self.more = more
         self.failed = failed
+        self.before = before
+        """The `before` it was asked with."""
+        self.purpose = purpose
+        """Why it was asked: `older` (scrolled to the top), `window` (around a message to show)
+        or `gap` (the gap row left by a window came into view)."""
 
 
 class ReadElsewhere(Message):

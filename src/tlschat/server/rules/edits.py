@@ -96,19 +96,20 @@ class EditRules:
     ) -> None:
         ctx = self.ctx
         ts = utc_timestamp()
-        entry_id = await ctx.store.add_message(
-            NewMessage(
-                ts=ts,
-                sender=user.nick,
-                to_addr=m.to_addr,
-                text=text,
-                dm=m.dm,
-                room_key=m.room_key,
-                sender_id=user.identity,
-                edit_of=edit_of,
-                delete_of=delete_of,
+        with ctx.hub.writing():
+            entry_id = await ctx.store.add_message(
+                NewMessage(
+                    ts=ts,
+                    sender=user.nick,
+                    to_addr=m.to_addr,
+                    text=text,
+                    dm=m.dm,
+                    room_key=m.room_key,
+                    sender_id=user.identity,
+                    edit_of=edit_of,
+                    delete_of=delete_of,
+                )
             )
-        )
         if entry_id == 0:  # deleted while we were checking
             raise RequestError(ErrorCode.NO_SUCH_MESSAGE, f"no message {m.id}")
         # Committed: deliver with no await in between, as `send` does (ids in order).
@@ -124,5 +125,4 @@ class EditRules:
             delete_of=delete_of,
         )
         data = encode(frame)
-        peer.deliver(with_ref(data, ref), entry_id)
-        ctx.hub.deliver(recipients, data, entry_id, skip=peer)
+        ctx.hub.deliver(recipients, data, entry_id, skip=peer, echo=with_ref(data, ref))

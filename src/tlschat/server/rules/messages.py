@@ -94,19 +94,20 @@ class MessageRules:
                 grant += dm
         ts = utc_timestamp()
         try:
-            msg_id = await ctx.store.add_message(
-                NewMessage(
-                    ts=ts,
-                    sender=user.nick,
-                    to_addr=f.to,
-                    text=f.text,
-                    dm=dm,
-                    room_key=room.key if room else None,
-                    file_id=f.file,
-                    grant=grant,
-                    sender_id=user.identity,
+            with ctx.hub.writing():
+                msg_id = await ctx.store.add_message(
+                    NewMessage(
+                        ts=ts,
+                        sender=user.nick,
+                        to_addr=f.to,
+                        text=f.text,
+                        dm=dm,
+                        room_key=room.key if room else None,
+                        file_id=f.file,
+                        grant=grant,
+                        sender_id=user.identity,
+                    )
                 )
-            )
         finally:
             if f.file is not None:
                 ctx.files.send_done(f.file)
@@ -116,8 +117,9 @@ class MessageRules:
         metrics.MESSAGES_STORED.inc()
         metrics.MESSAGES_DELIVERED.inc()  # the echo to the sender's asking session
         data = encode(Message(id=msg_id, ts=ts, from_=user.nick, to=f.to, text=f.text, file=meta))
-        peer.deliver(with_ref(data, f.ref), msg_id)
-        ctx.hub.deliver(recipients, data, msg_id, skip=peer)
+        # The echo to the asking session goes through the hub too: with several nodes it must
+        # wait for the ids below it like every other session's copy (architecture.md).
+        ctx.hub.deliver(recipients, data, msg_id, skip=peer, echo=with_ref(data, f.ref))
 
     async def history(self, peer: Peer, f: HistoryRequest) -> None:
         ctx = self.ctx

@@ -8,6 +8,9 @@ from tlschat.server.rules.base import Context, Peer, address, logged_in_user, ro
 from tlschat.server.rules.messages import MessageRules, message_frames
 from tlschat.server.search import parse_query
 
+WHOLE_ROOM = 0
+"""The store searches a room after this id: 0 is all of it, as `history` serves a member."""
+
 
 class SearchRules:
     def __init__(self, ctx: Context, messages: MessageRules) -> None:
@@ -24,12 +27,12 @@ class SearchRules:
         identity: str | None = None
         rooms: dict[str, int]
         if f.with_ is None:
-            # Every direct conversation of this identity, and each room since the user joined
-            # it (as the replay does): never a room it left, nor an earlier guest's messages.
+            # Every direct conversation of this identity (never an earlier guest's), and the
+            # whole of each room the user is a member of now (never a room it left): exactly
+            # what `history` lets it read, which gives a member a room's messages from before
+            # it joined too.
             identity = user.identity
-            rooms = {
-                r.key: r.joined_after.get(user.key, 0) for r in ctx.registry.rooms_of(user.key)
-            }
+            rooms = {r.key: WHOLE_ROOM for r in ctx.registry.rooms_of(user.key)}
         else:
             kind, name = address("with", f.with_)
             if kind == "@":
@@ -44,7 +47,7 @@ class SearchRules:
                     raise RequestError(
                         ErrorCode.FORBIDDEN, f"only members of {room.name} may search it"
                     )
-                rooms = {room.key: room.joined_after.get(user.key, 0)}
+                rooms = {room.key: WHOLE_ROOM}
         stored, more = await ctx.store.search(
             query, identity=identity, dm=dm, rooms=rooms, before=f.before, limit=f.limit
         )

@@ -32,7 +32,13 @@ from tlschat.protocol import (
     name_key,
 )
 from tlschat.server import metrics
-from tlschat.server.auth import Attempt, LoginThrottle, Passwords, RegistrationLimit
+from tlschat.server.auth import (
+    REGISTRATION_WINDOW,
+    Attempt,
+    LoginThrottle,
+    Passwords,
+    RegistrationLimit,
+)
 from tlschat.server.fit import encode_with_online, fit_users, fit_welcome
 from tlschat.server.registry import Room, User
 from tlschat.server.rules.base import Context, Peer, logged_in_user
@@ -55,7 +61,9 @@ class SessionRules:
         self.throttle = LoginThrottle(
             cfg.max_login_failures, cfg.max_nick_failures, cfg.login_failure_window
         )
-        self.registrations = RegistrationLimit(cfg.max_registrations)
+        self.registrations = RegistrationLimit(
+            ctx.hub.event_window("registrations", cfg.max_registrations, REGISTRATION_WINDOW)
+        )
         self._remove_member = remove_member
         self._dirty: set[str] = set()
         """Registered users whose delivery mark moved since the last flush."""
@@ -275,7 +283,7 @@ class SessionRules:
                 ErrorCode.REGISTRATION_CLOSED,
                 "registration is closed: ask an administrator for an account",
             )
-        wait = self.registrations.blocked_for(peer.peer_ip)
+        wait = await self.registrations.blocked_for(peer.peer_ip)
         if wait:
             raise RequestError(
                 ErrorCode.RATE_LIMITED,
@@ -285,7 +293,7 @@ class SessionRules:
         pw_hash = await self.passwords.hash(password)
         if not await self.ctx.store.create_user(key, nick, pw_hash):
             raise RequestError(ErrorCode.NICK_TAKEN, f"{nick} was registered just now")
-        self.registrations.registered(peer.peer_ip)
+        await self.registrations.registered(peer.peer_ip)
         log.info("registered %s from %s", nick, peer.peer_ip)
         return User(nick=nick, registered=True, last_delivered=self.ctx.last_id)
 

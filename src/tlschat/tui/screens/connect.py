@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from tlschat.address import AddressError, format_hostport, parse_hostport
+from tlschat.address import AddressError, Server, format_servers, parse_servers
 from tlschat.protocol import is_valid_name
 
 GUEST_HINT = "No password: a guest; your nick is kept for 10 minutes after you leave."
@@ -26,15 +26,23 @@ class ConnectParams:
     """Where to connect and as whom."""
 
     host: str
+    """The first address: the chat's name (guest tokens are kept under it)."""
     port: int
     nick: str
     password: str | None = None
     last_seen: int | None = None
     """Resume after this message id (set when reconnecting after the client closed)."""
+    other_servers: tuple[Server, ...] = ()
+    """More addresses of the same chat (its other nodes), tried after the first in turn."""
+
+    @property
+    def servers(self) -> tuple[Server, ...]:
+        return ((self.host, self.port), *self.other_servers)
 
     @property
     def address(self) -> str:
-        return format_hostport(self.host, self.port)
+        """`host:port`, or the comma-separated list when there are several."""
+        return format_servers(self.servers)
 
 
 class ConnectScreen(Screen[None]):
@@ -133,7 +141,7 @@ class ConnectScreen(Screen[None]):
             self._invalid("Enter the server as host:port.", "#connect-address")
             return
         try:
-            host, port = parse_hostport(address)
+            (host, port), *others = parse_servers(address)
         except AddressError as exc:
             self._invalid(str(exc), "#connect-address")
             return
@@ -143,7 +151,7 @@ class ConnectScreen(Screen[None]):
                 "#connect-nick",
             )
             return
-        params = ConnectParams(host, port, nick, password or None)
+        params = ConnectParams(host, port, nick, password or None, other_servers=tuple(others))
         self.show_error("")
         self.set_busy(True, params.address)
         self.post_message(self.Submitted(params))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
 
@@ -16,7 +17,7 @@ from tlschat.protocol import FileMeta
 from tlschat.tui import images
 from tlschat.tui.screens.files import FilePicker, PictureView, PictureViewer, SaveDialog, parse_path
 from tlschat.tui.widgets.message_log import MessageLog
-from tlschat.tui.widgets.upload_bar import UploadBar
+from tlschat.tui.widgets.upload_bar import CANCEL_KEY, UploadBar
 
 if TYPE_CHECKING:
     from tlschat.tui.app import ChatApp
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
 
 class FileActions(Screen[None]):
     """Mixed into MainScreen, which provides `current_address`, `pane_for` and `add_notice`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # Priority: wherever the focus is (the input box, the log). Shown only while sending
+        # (MainScreen.check_action).
+        Binding(CANCEL_KEY, "cancel_upload", "Cancel upload", priority=True),
+    ]
 
     @property
     def chat(self) -> ChatApp:
@@ -81,6 +88,9 @@ class FileActions(Screen[None]):
             return None
         is_file = await asyncio.to_thread(path.is_file)
         return path if is_file else None
+
+    def action_cancel_upload(self) -> None:
+        self.upload_bar.cancel()
 
     def on_upload_bar_cancelled(self, event: UploadBar.Cancelled) -> None:
         self.chat.cancel_upload()

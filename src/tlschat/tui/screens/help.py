@@ -33,9 +33,15 @@ KEYS: list[tuple[str, str]] = [
     ("pageup / pagedown", "scroll the conversation (older history loads at the top)"),
     ("ctrl+l", "redraw the screen"),
     ("up (empty input)", "edit your last message here (enter saves, esc cancels)"),
-    ("ctrl+f", "search messages on the server"),
+    (
+        "alt+up / click",
+        "select a message: up / down move, e edits and d deletes yours, "
+        "m, enter or a right click its menu, esc back to the input",
+    ),
+    ("ctrl+f", "search messages on the server (enter opens the conversation there)"),
     ("f2 / f3", "accept / decline the invitation shown"),
     ("ctrl+u", "send a file: pick one (or /image PATH, /file PATH, or paste a path)"),
+    ("alt+c", "cancel the file being sent"),
     ("f4", "open the lowest picture in view full size (a file: save it)"),
     ("click / enter on a file", "open a picture full size, where s saves it; save a file"),
     ("ctrl+p", "command palette"),

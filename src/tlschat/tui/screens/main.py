@@ -26,9 +26,9 @@ from tlschat.tui.screens.dialogs import (
     NewGroup,
     PromptDialog,
 )
-from tlschat.tui.screens.file_actions import FileActions
 from tlschat.tui.screens.help import HelpScreen
-from tlschat.tui.screens.search import Hit, SearchScreen
+from tlschat.tui.screens.message_actions import Goto, MessageActions
+from tlschat.tui.screens.search import SearchScreen
 from tlschat.tui.screens.switcher import Destination, QuickSwitcher
 from tlschat.tui.state import (
     ChatState,
@@ -70,7 +70,7 @@ NARROW = 100
 """Below this many columns the sidebar and member list fold away."""
 
 
-class MainScreen(FileActions):
+class MainScreen(MessageActions):
     """Routes what the App learns to the right pane; turns keys and commands into App requests."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -83,6 +83,8 @@ class MainScreen(FileActions):
         # Over the input line's own ctrl+u (delete to the start): issue 11 asks for the picker.
         Binding("ctrl+u", "pick_file", "Send file", show=False, priority=True),
         Binding("f4", "open_file_in_view", "Open picture", show=False),
+        # Priority: the input box would move the cursor. Then up/down, e, d, m act on it.
+        Binding("alt+up", "select_message", "Select message", show=False, priority=True),
         # Priority: the input box would take ctrl+k (delete to the end of the line).
         Binding("ctrl+k", "switcher", "Switch", priority=True),
         # ctrl+l redraws, as everywhere in a terminal (it used to leave the group).
@@ -119,8 +121,7 @@ class MainScreen(FileActions):
         user moves to another tab)."""
         self._read_timer: Timer | None = None
         self.typing_sender = TypingSender()
-        self._goto: dict[str, tuple[int, int]] = {}
-        """Conversation key -> (message id to show, history pages left to find it)."""
+        self._goto: dict[str, Goto] = {}
         # The screen keeps its widgets rather than querying for them: a message that arrives
         # while the app is closing (its widgets already pruned) must not raise NoMatches.
         self._status = StatusBar(id="status")
@@ -306,20 +307,24 @@ class MainScreen(FileActions):
             pane.log_view.add_notice(text, protocol.utc_timestamp())
 
     def history_loaded(
-        self, address: str, messages: tuple[protocol.Message, ...], more: bool, failed: bool
+        self,
+        address: str,
+        messages: tuple[protocol.Message, ...],
+        more: bool,
+        failed: bool,
+        *,
+        before: int | None = None,
+        purpose: str = "older",
     ) -> None:
         pane = self.pane_for(address)
         if pane is None:
             return
-        if failed:
-            pane.log_view.older_failed()
-        else:
-            pane.log_view.add_older(messages, more)
+        self.route_history(pane, messages, more, failed, before=before, purpose=purpose)
+        if not failed:
             if messages:
                 self.state.saw(pane.address, max(m.id for m in messages))
             if self.in_view(pane.address):
                 self.read_soon()
-            self._continue_goto(pane)
 
     # --- conversations that come back, read markers --------------------------------------------
 
@@ -507,6 +512,8 @@ class MainScreen(FileActions):
             return self._invitation_bar.invitation is not None
         if action in ("invite", "leave"):
             return self.current_room is not None  # only in a group pane
+        if action == "cancel_upload":
+            return self.upload_bar.active
         return True
 
     @on(Sidebar.InvitationChosen)
@@ -538,7 +545,8 @@ class MainScreen(FileActions):
 
     @on(MessageLog.OlderWanted)
     def _older_wanted(self, event: MessageLog.OlderWanted) -> None:
-        self.chat.request_history(event.log.address, event.before)
+        purpose = "gap" if event.gap else "older"
+        self.chat.request_history(event.log.address, event.before, purpose)
 
     # --- typing and search ---------------------------------------------------------------------
 
@@ -555,38 +563,7 @@ class MainScreen(FileActions):
             current=self.current_address,
             tz=self.chat.tz,
         )
-        self.app.push_screen(screen, self._search_picked)
-
-    async def _search_picked(self, hit: Hit | None) -> None:
-        """Open the conversation at the message, loading older history until it is shown."""
-        if hit is None:
-            return
-        address, msg_id = hit
-        pane = await self.open_conversation(address)
-        if pane.log_view.scroll_to_message(msg_id):
-            return
-        self._goto[conversation_key(pane.address)] = (msg_id, 20)
-        if not pane.log_view.fetching_older:
-            pane.log_view.fetching_older = True
-            self.chat.request_history(pane.address, pane.log_view.oldest_id)
-
-    def _continue_goto(self, pane: ConversationPane) -> None:
-        key = conversation_key(pane.address)
-        goal = self._goto.pop(key, None)
-        if goal is None:
-            return
-        msg_id, pages = goal
-        log = pane.log_view
-        if log.scroll_to_message(msg_id):
-            return
-        if log.fetching_older:  # a page is on its way already: look again when it is in
-            self._goto[key] = goal
-        elif log.more and pages > 1:
-            self._goto[key] = (msg_id, pages - 1)
-            log.fetching_older = True
-            self.chat.request_history(pane.address, log.oldest_id)
-        else:
-            self.notify("That message is too far back to show here.", markup=False)
+        self.app.push_screen(screen, self.search_picked)
 
     # --- the input line ------------------------------------------------------------------------
 
@@ -601,15 +578,8 @@ class MainScreen(FileActions):
             return
         if text:
             self.chat.request_edit(msg_id, text)
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.chat.request_delete(msg_id)
-
-        self.app.push_screen(
-            ConfirmDialog("Delete this message for everyone?", yes="Delete"), answered
-        )
+        else:
+            self.confirm_delete(msg_id)
 
     @on(Composer.Submitted)
     async def _submitted(self, event: Composer.Submitted) -> None:

@@ -12,12 +12,13 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import ClassVar
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual import events, work
 from textual.binding import Binding, BindingType
-from textual.geometry import Region, Size
+from textual.geometry import Offset, Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -34,6 +35,12 @@ _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 log = logging.getLogger(__name__)
+
+GAP_TEXT = "⋯ newer messages are loading ⋯"
+"""The gap row: messages between a jumped-to window and the newer ones shown."""
+
+RIGHT_BUTTON = 3
+"""`events.Click.button` of a right click."""
 
 DECODES_AT_ONCE = 2
 """Pictures one log decodes at the same time; the rest wait their turn."""
@@ -77,6 +84,14 @@ class Entry:
     """Shown with "(edited)" after its text (PROTOCOL.md "Edit and delete")."""
     deleted: bool = False
     """Shown as "message deleted" in its place."""
+    gap: bool = False
+    """The row that stands for messages not loaded yet between two loaded parts (after a jump
+    to an old message); they load when it comes into view."""
+
+    @property
+    def is_message(self) -> bool:
+        """A message of the conversation (not a notice, the start line or the gap row)."""
+        return bool(self.id) and not self.notice
 
 
 class MessageLog(ScrollView, can_focus=True):
@@ -98,6 +113,7 @@ class MessageLog(ScrollView, can_focus=True):
         "message-log--mention",
         "message-log--action",
         "message-log--unread",
+        "message-log--selected",
     }
 
     DEFAULT_CSS = """
@@ -117,9 +133,18 @@ class MessageLog(ScrollView, can_focus=True):
     MessageLog > .message-log--mention { color: $text-warning; background: $warning-muted; text-style: bold; }
     MessageLog > .message-log--action { text-style: italic; }
     MessageLog > .message-log--unread { color: $text-warning; text-style: bold; }
+    MessageLog > .message-log--selected { background: $accent-muted; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        # While a message is selected (see `check_action`); otherwise the keys scroll.
+        Binding("up,k", "select_step(-1)", "Previous", show=False),
+        Binding("down,j", "select_step(1)", "Next", show=False),
+        Binding("e", "choose('edit')", "Edit"),
+        Binding("d,delete", "choose('delete')", "Delete"),
+        # shift+f10 is the usual key for a context menu where there is no menu key.
+        Binding("m,shift+f10", "choose('menu')", "Menu"),
+        Binding("escape", "unselect", "Done"),
         Binding("up", "scroll_up", "Scroll up", show=False),
         Binding("down", "scroll_down", "Scroll down", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
@@ -131,13 +156,15 @@ class MessageLog(ScrollView, can_focus=True):
     ]
 
     class OlderWanted(Message):
-        """The user reached the top and the server has older messages: fetch them."""
+        """The user reached the top and the server has older messages: fetch them, and answer
+        with `add_older()`. With `gap`, the gap row came into view: answer with `fill_gap()`."""
 
-        def __init__(self, log: MessageLog, before: int | None) -> None:
+        def __init__(self, log: MessageLog, before: int | None, *, gap: bool = False) -> None:
             super().__init__()
             self.log = log
             self.before = before
             """Fetch messages older than this id (None: the newest)."""
+            self.gap = gap
 
         @property
         def control(self) -> MessageLog:
@@ -164,6 +191,34 @@ class MessageLog(ScrollView, can_focus=True):
             self.log = log
             self.meta = meta
             self.action = action
+
+        @property
+        def control(self) -> MessageLog:
+            return self.log
+
+    class Chosen(Message):
+        """The user asked to `edit`, `delete` or open the `menu` of the selected message."""
+
+        def __init__(
+            self, log: MessageLog, entry: Entry, action: str, at: Offset | None = None
+        ) -> None:
+            super().__init__()
+            self.log = log
+            self.entry = entry
+            self.action = action
+            self.at = at
+            """Where on the screen the menu was asked for (a right click), else None."""
+
+        @property
+        def control(self) -> MessageLog:
+            return self.log
+
+    class Unselected(Message):
+        """The user left the selection (Escape): back to the input box."""
+
+        def __init__(self, log: MessageLog) -> None:
+            super().__init__()
+            self.log = log
 
         @property
         def control(self) -> MessageLog:
@@ -227,6 +282,15 @@ class MessageLog(ScrollView, can_focus=True):
         others newer than it ("where unread messages start"). None: no line."""
         self._divider_id: int | None = None
         """The id of the message the line is drawn above (at the last layout)."""
+        self.selected: int | None = None
+        """The message the selection cursor is on (None: no selection)."""
+        self.gap: tuple[int, int] | None = None
+        """Ids `[low, high)` not loaded between two loaded parts (after `add_window`)."""
+        self.filling_gap = False
+        """An `OlderWanted` with `gap` is being answered."""
+        self._reveal_pending = False
+        """The selection is to be scrolled into view once the log has a size."""
+        self._centre_selected = False
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -293,6 +357,134 @@ class MessageLog(ScrollView, can_focus=True):
         if index < len(self._starts):
             self.scroll_to(y=self._starts[index], animate=False, force=True)
         return True
+
+    # --- selection -------------------------------------------------------------------------------
+
+    @property
+    def selected_entry(self) -> Entry | None:
+        return next((e for e in self._entries if e.id == self.selected), None)
+
+    def select(self, msg_id: int | None, *, centre: bool = False) -> bool:
+        """Put the selection on message `msg_id` and bring it into view (None: no selection);
+        False if that message is not loaded here. `centre`: a third down the view, with what
+        was said before it above (a jump to it), rather than scrolling as little as possible."""
+        if msg_id is not None:
+            entry = next((e for e in self._entries if e.id == msg_id and e.is_message), None)
+            if entry is None:
+                return False
+        if msg_id != self.selected:
+            self.selected = msg_id
+            self.refresh()
+            self.refresh_bindings()  # the footer shows Edit, Delete... only while selecting
+        if msg_id is not None:
+            self._centre_selected = centre
+            self._show_selected()
+        return True
+
+    def select_newest(self) -> bool:
+        """Start selecting at the newest message (False: there is none)."""
+        newest = next((e for e in reversed(self._entries) if e.is_message), None)
+        return newest is not None and self.select(newest.id)
+
+    def _show_selected(self) -> None:
+        """Scroll just enough that the whole selected message is in view (its top if it is
+        taller than the view)."""
+        index = next((i for i, e in enumerate(self._entries) if e.id == self.selected), None)
+        self._reveal_pending = index is not None and index >= len(self._starts)
+        if index is None or self._reveal_pending:
+            return  # not laid out yet (a pane just opened): `_relayout` comes back here
+        top = self._starts[index]
+        bottom = top + len(self._entries[index].strips)
+        height = max(1, self.scrollable_content_region.height)
+        y = self.scroll_offset.y
+        if self._centre_selected:
+            y = max(0, top - height // 3)
+        elif top < y or bottom - top > height:
+            y = top
+        elif bottom > y + height:
+            y = bottom - height
+        self.scroll_to(y=y, animate=False, force=True)
+        if y <= 0:
+            self._check_top()
+
+    def action_select_step(self, step: int) -> None:
+        """Move the selection to the previous (-1) or next (1) message."""
+        messages = [e for e in self._entries if e.is_message]
+        index = next((i for i, e in enumerate(messages) if e.id == self.selected), None)
+        if index is None:
+            self.select_newest()
+            return
+        target = min(max(0, index + step), len(messages) - 1)
+        self.select(messages[target].id)
+        if step < 0 and target == 0:
+            self.scroll_to(
+                y=0, animate=False, force=True, immediate=True
+            )  # older history loads at the top
+            self._check_top()
+
+    def action_choose(self, action: str, at: Offset | None = None) -> None:
+        entry = self.selected_entry
+        if entry is not None:
+            self.post_message(self.Chosen(self, entry, action, at))
+
+    def action_unselect(self) -> None:
+        self.select(None)
+        self.post_message(self.Unselected(self))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("select_step", "choose", "unselect"):
+            return self.selected is not None  # otherwise up and down scroll, Esc goes on
+        return True
+
+    def on_blur(self, event: events.Blur) -> None:
+        # Focus moved elsewhere on this screen (a click in the input box, say): the selection
+        # ends. Not when a dialog opens over it (a menu, a question about this very message).
+        if self.is_mounted and self.app.screen is self.screen:
+            self.select(None)
+
+    # --- a window of older history, and the gap it leaves ---------------------------------------
+
+    def add_window(self, messages: Iterable[ChatMessage], more: bool, before: int) -> None:
+        """The answer to `history` with `before` (at most the oldest id shown): messages around
+        one the user jumped to. Whatever lies between `before` and what was shown becomes a
+        gap row, filled (from its newer end) when it comes into view."""
+        oldest = self.oldest_id
+        if oldest is not None and before < oldest and self.gap is None:
+            self.gap = (before, oldest)
+            index = next(i for i, e in enumerate(self._entries) if e.id == oldest)
+            self._entries.insert(index, Entry(None, "", GAP_TEXT, notice=True, gap=True))
+        self.add_older(messages, more)
+
+    def fill_gap(self, messages: Iterable[ChatMessage], more: bool) -> None:
+        """The answer to `OlderWanted` with `gap`: the newest messages below the gap's upper end."""
+        page = list(messages)
+        self.filling_gap = False
+        if self.gap is None:
+            return
+        low, _ = self.gap
+        closed = not page or not more or min(m.id for m in page) < low
+        self.gap = None if closed else (low, min(m.id for m in page))
+        if closed:
+            self._entries = [e for e in self._entries if not e.gap]
+        self.add_messages(page)
+        self._relayout()
+        self.call_after_refresh(self._check_gap)
+
+    def gap_failed(self) -> None:
+        """Filling the gap failed; it is tried again when the gap row comes into view again."""
+        self.filling_gap = False
+
+    def _check_gap(self) -> None:
+        if self.gap is None or self.filling_gap or not self.is_mounted or not self._starts:
+            return
+        index = next((i for i, e in enumerate(self._entries) if e.gap), None)
+        if index is None or index >= len(self._starts):
+            return
+        height = self.size.height
+        line = self._starts[index]
+        if self.scroll_offset.y - height <= line <= self.scroll_offset.y + 2 * height:
+            self.filling_gap = True
+            self.post_message(self.OlderWanted(self, self.gap[1], gap=True))
 
     def last_own_message(self) -> tuple[int, str] | None:
         """(id, text) of our newest message shown that is not deleted (up arrow edits it)."""
@@ -410,6 +602,10 @@ class MessageLog(ScrollView, can_focus=True):
             button = self._style("message-log--button")
             strips = attachments.card(meta, inner, base, button, state.error)
             return attachments.indent(strips, width, self.rich_style)
+        if images.inline_renderer(self._terminal) == "sixel":
+            # A cell after the picture on every line: the band's control code comes after its
+            # cells, and a line cut at the picture's end would lose it.
+            inner = max(1, inner - 1)
         size = attachments.picture_box(meta, inner, self.app.size.height or 24, self._terminal)
         picture = state.pictures.get(size)
         if picture is None:
@@ -459,10 +655,13 @@ class MessageLog(ScrollView, can_focus=True):
         terminal: images.Terminal,
         back: tuple[int, int, int],
     ) -> list[Strip]:
-        if terminal.mode == "tgp":
+        renderer = images.inline_renderer(terminal)
+        if renderer == "kitty":
             kitty = await asyncio.to_thread(images.render_kitty, path, *size, terminal)
             self._send_to_terminal(kitty.transmit)
             return kitty.strips
+        if renderer == "sixel":
+            return await asyncio.to_thread(images.render_sixel, path, *size, terminal, back)
         return await asyncio.to_thread(
             images.render_cells, path, *size, mode=terminal.mode, background=back
         )
@@ -494,7 +693,10 @@ class MessageLog(ScrollView, can_focus=True):
                 self.post_message(self.FileWanted(self, meta))
 
     def _file_in_view(self) -> FileMeta | None:
-        """The file of the lowest message in view that has one."""
+        """The file of the selected message, else of the lowest message in view that has one."""
+        selected = self.selected_entry
+        if selected is not None:
+            return selected.file
         if not self._starts:
             return None
         top, bottom = self.scroll_offset.y, self.scroll_offset.y + self.size.height
@@ -508,6 +710,10 @@ class MessageLog(ScrollView, can_focus=True):
         return None
 
     def action_open_file(self) -> None:
+        selected = self.selected_entry
+        if selected is not None and selected.file is None:
+            self.action_choose("menu")  # Enter on a selected message without a file
+            return
         meta = self._file_in_view()
         if meta is not None:
             action = "open" if attachments.wants_picture(meta) else "save"
@@ -519,6 +725,8 @@ class MessageLog(ScrollView, can_focus=True):
             self.post_message(self.FileChosen(self, meta, "save"))
 
     def on_click(self, event: events.Click) -> None:
+        """A click on a file opens or saves it; on a message's text, selects the message; a
+        right click selects it and asks for its menu."""
         offset = event.get_content_offset(self)
         if offset is None or not self._starts:
             return
@@ -527,11 +735,17 @@ class MessageLog(ScrollView, can_focus=True):
         if not 0 <= index < len(self._entries):
             return
         entry = self._entries[index]
-        if entry.file is None or entry.file_line < 0:
-            return
-        if line - self._starts[index] >= entry.file_line:
+        on_file = entry.file is not None and 0 <= entry.file_line <= line - self._starts[index]
+        if entry.file is not None and on_file and event.button != RIGHT_BUTTON:
             action = "open" if attachments.wants_picture(entry.file) else "save"
             self.post_message(self.FileChosen(self, entry.file, action))
+            return
+        if not entry.is_message:
+            return
+        self.focus()
+        self.select(entry.id)
+        if event.button == RIGHT_BUTTON:
+            self.action_choose("menu", event.screen_offset)
 
     # --- building and rendering ----------------------------------------------------------------
 
@@ -570,9 +784,11 @@ class MessageLog(ScrollView, can_focus=True):
             self._max_id = entry.id
             self._entries.append(entry)
             return
-        # Older than something shown (history): before the first message with a larger id.
+        # Older than something shown (history): before the first message with a larger id,
+        # or before the gap row if it is older than the gap.
+        below_gap = self.gap is not None and entry.id < self.gap[0]
         for index, other in enumerate(self._entries):
-            if other.id is not None and other.id > entry.id:
+            if (other.id is not None and other.id > entry.id) or (other.gap and below_gap):
                 self._entries.insert(index, entry)
                 return
         self._entries.append(entry)
@@ -688,11 +904,16 @@ class MessageLog(ScrollView, can_focus=True):
                 entry, offset = anchor
                 index = next((i for i, e in enumerate(self._entries) if e is entry), None)
                 if index is not None:
-                    self.scroll_to(y=starts[index] + offset, animate=False, force=True)
+                    self.scroll_to(
+                        y=starts[index] + offset, animate=False, force=True, immediate=True
+                    )
         finally:
             self._relayouting = False
+        if self._reveal_pending:
+            self._show_selected()
         self.refresh()
         self.call_after_refresh(self._want_visible_files)
+        self.call_after_refresh(self._check_gap)
 
     def _at_bottom(self) -> bool:
         return not self._lines or self.scroll_offset.y >= self.max_scroll_y
@@ -714,7 +935,23 @@ class MessageLog(ScrollView, can_focus=True):
         style = self.rich_style
         if index >= len(self._lines):
             return Strip.blank(width, style)
-        return self._lines[index].crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
+        line = self._lines[index].crop_extend(scroll_x, scroll_x + width, style)
+        if self.selected is not None and self._selected_line(index):
+            # Over every cell's own colours (the time column has a background of its own).
+            selected = self._style("message-log--selected")
+            line = Strip(Segment.apply_style(line, post_style=selected), line.cell_length)
+        return line.apply_style(style)
+
+    def _selected_line(self, line: int) -> bool:
+        """Whether `line` is a text line of the selected message (its picture keeps its
+        colours)."""
+        entry_index = bisect_right(self._starts, line) - 1
+        if not 0 <= entry_index < len(self._entries):
+            return False
+        entry = self._entries[entry_index]
+        if entry.id != self.selected:
+            return False
+        return entry.file_line < 0 or line - self._starts[entry_index] < entry.file_line
 
     def _style(self, component: str) -> Style:
         # A default, because a restyle (theme change) may be half-way through.
@@ -752,6 +989,7 @@ class MessageLog(ScrollView, can_focus=True):
             self._check_top()
         if round(old_value) != round(new_value):
             self._want_visible_files()
+            self._check_gap()
         if self.unseen and round(new_value) >= self.max_scroll_y:
             self._set_unseen(0)
 

@@ -1,4 +1,4 @@
-"""The line above the input while a file is being sent: name, progress, Cancel."""
+"""The line above the input while a file is being sent: name, progress, Cancel (alt+c)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from textual.message import Message
 from textual.widgets import Button, Label, ProgressBar
 
 from tlschat.client.attachments import human_size
+
+CANCEL_KEY = "alt+c"
+"""Cancels the upload from anywhere on the main screen (Escape already means "back to the
+input", ctrl+c copies): bound by `FileActions`, named on the button."""
 
 
 class UploadBar(Horizontal):
@@ -39,7 +43,7 @@ class UploadBar(Horizontal):
     def compose(self) -> ComposeResult:
         yield Label("", id="upload-label", markup=False)
         yield ProgressBar(total=100, show_eta=False, id="upload-progress")
-        yield Button("Cancel", id="upload-cancel", compact=True, variant="warning")
+        yield Button(f"Cancel ({CANCEL_KEY})", id="upload-cancel", compact=True, variant="warning")
 
     @property
     def active(self) -> bool:
@@ -52,6 +56,7 @@ class UploadBar(Horizontal):
         )
         self.query_one("#upload-progress", ProgressBar).update(total=max(1, size), progress=0)
         self.add_class("-active")
+        self.screen.refresh_bindings()  # the footer shows the cancel key while this shows
 
     def advance(self, done: int, total: int) -> None:
         self.query_one("#upload-progress", ProgressBar).update(total=max(1, total), progress=done)
@@ -59,8 +64,14 @@ class UploadBar(Horizontal):
     def finish(self) -> None:
         self.name_shown = ""
         self.remove_class("-active")
+        self.screen.refresh_bindings()
 
     @on(Button.Pressed, "#upload-cancel")
     def _cancel(self, event: Button.Pressed) -> None:
         event.stop()
-        self.post_message(self.Cancelled())
+        self.cancel()
+
+    def cancel(self) -> None:
+        """Ask to stop the upload shown (the button, or the key)."""
+        if self.active:
+            self.post_message(self.Cancelled())
