@@ -168,6 +168,13 @@ def _limit_options(func: Any) -> Any:
     help="redis://HOST:PORT: serve one chat with the other nodes sharing this Redis",
 )
 @click.option(
+    "--node-heartbeat",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="with --redis: seconds between heartbeats; silent for 3 = dead (default 5)",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path),

@@ -50,6 +50,9 @@ class ServerConfig:
     redis: str | None = None
     """redis://HOST:PORT/DB (or rediss://, unix://): join the other nodes sharing this Redis
     (server/redis_hub.py); None: this process alone (the in-process hub)."""
+    node_heartbeat: float = 5.0
+    """With `redis`: seconds between this node's heartbeats; a node silent for three of them is
+    declared dead (its users go offline, the others stop waiting for its messages)."""
 
     handshake_timeout: float = 10.0
     login_timeout: float = 10.0
@@ -218,7 +221,13 @@ def validate(config: ServerConfig) -> None:
     for name in positive:
         if getattr(config, name) < 1:
             raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
-    for name in ["rate_per_sec", "login_timeout", "idle_timeout", "handshake_timeout"]:
+    for name in [
+        "rate_per_sec",
+        "login_timeout",
+        "idle_timeout",
+        "handshake_timeout",
+        "node_heartbeat",
+    ]:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name.replace('_', '-')} must be positive")
     if config.max_frame < 1024:

@@ -107,6 +107,10 @@ class Session:
         self._broadcast_cursor = (0, 0)
         self._flush_wanted = False
         self._replaying = False
+        self._newest_sent = 0
+        """The newest message id queued on this session. Ids only grow on a session, so a message
+        at or below it was sent already: with several nodes, a message the replay read from the
+        store can still be released live afterwards by this node's stream order."""
         self._held: list[tuple[bytes, int]] = []
         self._held_size = 0
         self._read_task: asyncio.Task[None] | None = None
@@ -138,6 +142,11 @@ class Session:
         self._enqueue(data, msg_id)
 
     def _enqueue(self, data: bytes, msg_id: int) -> None:
+        if msg_id:
+            if msg_id <= self._newest_sent:
+                metrics.STALE_MESSAGES.inc()
+                return
+            self._newest_sent = msg_id
         if self.user is not None:
             self.catch_up()  # broadcasts queued before this frame go before it
         pending = self._queued_size + self._backlog
@@ -220,8 +229,10 @@ class Session:
         self._replaying = True
 
     def end_replay(self, last_replayed: int) -> None:
-        """Release live messages held during the replay, skipping any the replay already sent."""
+        """Release live messages held during the replay, skipping any the replay already sent.
+        `last_replayed` may also be the client's `last_seen`: nothing at or below it is sent."""
         self._replaying = False
+        self._newest_sent = max(self._newest_sent, last_replayed)
         held, self._held, self._held_size = self._held, [], 0
         for data, msg_id in held:
             if msg_id > last_replayed:

@@ -72,7 +72,7 @@ class ChatServer:
         self.config = config
         self.data_dir = config.data_dir or platformdirs.user_data_path("tlschat")
         self.registry = Registry()
-        self.hub = LocalHub() if config.redis is None else _redis_hub(config.redis)
+        self.hub = LocalHub() if config.redis is None else _redis_hub(config)
         self.store = make_store(config, self.data_dir)
         self.metrics: metrics.MetricsServer | None = None
         self._lock = DataDirLock(self.data_dir)
@@ -457,10 +457,12 @@ class ChatServer:
             await self.hub.close()
 
 
-def _redis_hub(url: str) -> LocalHub:
+def _redis_hub(config: ServerConfig) -> LocalHub:
     from tlschat.server.redis_hub import RedisHub
 
-    return RedisHub(url)
+    assert config.redis is not None
+    beat = config.node_heartbeat
+    return RedisHub(config.redis, heartbeat=beat, node_ttl=3 * beat)
 
 
 # --- the command ------------------------------------------------------------------------------

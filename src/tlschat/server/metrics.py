@@ -54,6 +54,12 @@ SLOW_CONSUMERS = Counter(
     "Sessions dropped because their outgoing queue overflowed.",
     registry=None,
 )
+STALE_MESSAGES = Counter(
+    "tlschat_stale_messages_dropped",
+    "Message frames not queued because the session already had that id or a newer one (the "
+    "replay after a hello overlapping messages released late by the cluster's stream order).",
+    registry=None,
+)
 LOGINS = Counter("tlschat_logins", "Successful hello.", registry=None)
 LOGIN_FAILURES = Counter(
     "tlschat_login_failures", "hello refused for a wrong password.", registry=None
@@ -90,6 +96,7 @@ _PROCESS_METRICS: tuple[Any, ...] = (
     ERRORS,
     RATE_LIMITED,
     SLOW_CONSUMERS,
+    STALE_MESSAGES,
     LOGINS,
     LOGIN_FAILURES,
     COMMIT_SECONDS,
