@@ -92,7 +92,8 @@ class Context:
         self.registry = registry
         self.files = files
         self.last_id = last_id
-        """The newest message id stored (a new member's history starts after it)."""
+        """The newest message id this node knows is stored (`newest_id` asks the store: other
+        nodes commit ids too)."""
         self.admins = frozenset(name_key(nick) for nick in config.admin)
         """Nick keys of the administrators (`--admin`)."""
         self.bans: dict[str, str] = {}
@@ -116,15 +117,20 @@ class Context:
         """Encode once; queue on every logged-in session."""
         self.hub.broadcast(encode(frame))
 
+    async def newest_id(self) -> int:
+        """The newest message id committed by any node. Read it, then use `last_id` with no
+        await in between: a message this node commits meanwhile moves `last_id` past it."""
+        self.last_id = max(self.last_id, await self.store.max_message_id())
+        return self.last_id
+
     def reply(self, peer: Peer, frame: Reply, ref: str | None) -> None:
-        """`frame` with `ref` to the asking session, without it to the user's other sessions."""
+        """`frame` with `ref` to the asking session, without it to the user's other sessions
+        (on every node: through the hub)."""
         peer.send(frame.model_copy(update={"ref": ref}))
         user = peer.user
-        if user is not None and len(user.sessions) > 1:
+        if user is not None:
             data = encode(frame.model_copy(update={"ref": None}))
-            for other in user.sessions:
-                if other is not peer:
-                    other.deliver(data)
+            self.hub.deliver([user.key], data, skip=peer)
 
 
 def address(member: str, value: str) -> tuple[str, str]:
