@@ -30,7 +30,7 @@ from tlschat.server.hub import LocalHub
 from tlschat.server.pg_store import PgStore, redacted
 from tlschat.server.registry import Registry
 from tlschat.server.rules import Context, Rules
-from tlschat.server.rules.coherence import room_from_store
+from tlschat.server.rules.base import room_from_store
 from tlschat.server.rules.messages import message_frames
 from tlschat.server.sqlite_store import SqliteStore
 from tlschat.server.store import StoreUnavailable

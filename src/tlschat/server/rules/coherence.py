@@ -12,9 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from tlschat.protocol import Bye
-from tlschat.server.registry import Invitation, Room
-from tlschat.server.rules.base import Context
-from tlschat.server.store import StoredRoom
+from tlschat.server.registry import Room
+from tlschat.server.rules.base import Context, reload_room
 
 log = logging.getLogger("tlschat.server.rules")
 
@@ -22,19 +21,6 @@ ROOM = "room"
 BANS = "bans"
 GUEST_GONE = "guest_gone"
 """A node died with this guest online: the node that declared it dead runs its hold."""
-
-
-def room_from_store(stored: StoredRoom) -> Room:
-    room = Room(name=stored.name, public=stored.public, topic=stored.topic)
-    room.kicked.update(stored.kicked)
-    for member in stored.members:
-        room.members[member.nick_key] = member.nick
-        room.joined_after[member.nick_key] = member.joined_after
-    for invite in stored.invites:
-        room.invites[invite.nick_key] = Invitation(
-            nick=invite.nick_key, by=invite.by, created=invite.created
-        )
-    return room
 
 
 class CoherenceRules:
@@ -56,10 +42,7 @@ class CoherenceRules:
             log.warning("unknown change %r from another node", what)
 
     async def reload_room(self, key: str) -> Room | None:
-        """Room `key` as the store has it now (None: gone), in the registry."""
-        stored = await self.ctx.store.load_rooms(key)
-        fresh = room_from_store(stored[0]) if stored and stored[0].members else None
-        return self.ctx.registry.refresh_room(key, fresh)
+        return await reload_room(self.ctx, key)
 
     async def reload_bans(self) -> None:
         """The bans as stored; sessions here of a nick banned on another node are closed."""

@@ -33,7 +33,14 @@ from tlschat.protocol import (
 from tlschat.server.coalesce import Coalescer
 from tlschat.server.fit import fit_rooms
 from tlschat.server.registry import Invitation, Room, User
-from tlschat.server.rules.base import Context, Peer, held_guest, logged_in_user, room_seen_by
+from tlschat.server.rules.base import (
+    Context,
+    Peer,
+    held_guest,
+    logged_in_user,
+    room_as_stored,
+    room_seen_by,
+)
 from tlschat.server.rules.coherence import ROOM
 from tlschat.server.rules.session import public_info, room_info
 from tlschat.server.store import StoredInvite, StoredMember
@@ -163,7 +170,9 @@ class GroupRules:
     async def accept(self, peer: Peer, f: Accept) -> None:
         user = logged_in_user(peer)
         await self.ctx.newest_id()  # before the checks: none may go stale before the change
-        room = self.ctx.registry.room(f.room) if is_valid_name(f.room) else None
+        room = await room_as_stored(
+            self.ctx, f.room, lambda r: r is not None and user.key in r.invites
+        )
         self._pending(room, user)
         assert room is not None
         self._check_room_size(room)
@@ -172,7 +181,9 @@ class GroupRules:
 
     async def decline(self, peer: Peer, f: Decline) -> None:
         user = logged_in_user(peer)
-        room = self.ctx.registry.room(f.room) if is_valid_name(f.room) else None
+        room = await room_as_stored(
+            self.ctx, f.room, lambda r: r is not None and user.key in r.invites
+        )
         invitation = self._pending(room, user)
         assert room is not None
         del room.invites[user.key]
@@ -183,8 +194,8 @@ class GroupRules:
 
     async def join(self, peer: Peer, f: Join) -> None:
         user = logged_in_user(peer)
+        room = await room_as_stored(self.ctx, f.room, lambda r: r is not None and r.public)
         await self.ctx.newest_id()  # before the checks: none may go stale before the change
-        room = self.ctx.registry.room(f.room) if is_valid_name(f.room) else None
         if room is None or not room.public:
             # Private rooms are never revealed to non-members.
             raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no public room {f.room[:40]}")
