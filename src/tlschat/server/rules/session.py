@@ -35,6 +35,7 @@ from tlschat.server import metrics
 from tlschat.server.auth import (
     REGISTRATION_WINDOW,
     Attempt,
+    FailedLogins,
     LoginThrottle,
     Passwords,
     RegistrationLimit,
@@ -59,8 +60,13 @@ class SessionRules:
         self._tasks: set[asyncio.Task[None]] = set()
         self.passwords = Passwords(ctx.config.hash_concurrency)
         cfg = ctx.config
-        self.throttle = LoginThrottle(
-            cfg.max_login_failures, cfg.max_nick_failures, cfg.login_failure_window
+        window = cfg.login_failure_window
+        hub = ctx.hub
+        self.throttle = FailedLogins(
+            LoginThrottle(cfg.max_login_failures, cfg.max_nick_failures, window),
+            hub.event_window("login_failures_ip", cfg.max_login_failures, window),
+            hub.event_window("login_failures_nick", cfg.max_nick_failures, window),
+            hub.event_window("login_failed_pair", 1, LoginThrottle.REMEMBER),
         )
         self.registrations = RegistrationLimit(
             ctx.hub.event_window("registrations", cfg.max_registrations, REGISTRATION_WINDOW)
@@ -168,7 +174,7 @@ class SessionRules:
                 raise RequestError(
                     ErrorCode.NICK_TAKEN, f"{held.nick} is held for its guest (give its token)"
                 )
-            attempt = self.throttle.begin(key, peer.peer_ip)
+            attempt = await self.throttle.begin(key, peer.peer_ip)
             if not isinstance(attempt, Attempt):
                 raise RequestError(
                     ErrorCode.RATE_LIMITED,
@@ -176,7 +182,7 @@ class SessionRules:
                     retry_after_ms=int(attempt * 1000) + 1,
                 )
             if not hmac.compare_digest(_token_hash(resume), held.token_hash):
-                self.throttle.failed(attempt)
+                await self.throttle.failed(attempt)
                 log.info("wrong resume token for guest %s from %s", key, peer.peer_ip)
                 raise RequestError(ErrorCode.NICK_TAKEN, f"{held.nick} is held for its guest")
             self.throttle.succeeded(attempt)
@@ -272,7 +278,7 @@ class SessionRules:
 
     async def _check_password(self, peer: Peer, key: str, pw_hash: str, password: str) -> None:
         """Return if `password` is right, else refuse; the attempt counts from its start."""
-        attempt = self.throttle.begin(key, peer.peer_ip)
+        attempt = await self.throttle.begin(key, peer.peer_ip)
         if not isinstance(attempt, Attempt):
             raise RequestError(
                 ErrorCode.RATE_LIMITED,
@@ -285,7 +291,7 @@ class SessionRules:
             self.throttle.abandoned(attempt)
             raise
         if not right:
-            self.throttle.failed(attempt)
+            await self.throttle.failed(attempt)
             log.info("login failed: %s from %s: wrong password", key, peer.peer_ip)
             metrics.LOGIN_FAILURES.inc()
             raise RequestError(ErrorCode.AUTH_FAILED, "wrong password")
