@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.test_files import download, uploaded
 from tests.redisd import RedisServer
 from tests.wire import Wire
 
@@ -290,3 +292,23 @@ async def test_a_message_whose_notification_was_lost_comes_from_the_store(
         (lost, "lost"),
         (sent["id"], "after"),
     ]
+
+
+async def test_a_file_uploaded_on_one_node_downloads_from_another(
+    start_node: StartNode, login: Login, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared-files"  # an NFS mount, say: one folder, every node
+    a, b = await start_node(files_dir=shared), await start_node(files_dir=shared)
+    alice = await login(a, "alice", "pw-alice")
+    bob = await login(b, "bob", "pw-bob")
+    data = os.urandom(5000)
+    meta = await uploaded(alice, data)
+    sent = await alice.request({"type": "send", "to": "@bob", "text": "see", "file": meta["id"]})
+    assert sent["type"] == "message"
+    got = await bob.recv_match(type="message", text="see")
+    assert got["file"]["id"] == meta["id"]
+    assert await download(bob, meta["id"]) == data
+    # The garbage collection of either node leaves what the other node's messages carry.
+    assert b.files is not None
+    await b.files.collect_garbage()
+    assert await download(bob, meta["id"]) == data

@@ -21,10 +21,11 @@ A lost or refused connection (PostgreSQL down, restarting, unreachable) raises
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
@@ -63,6 +64,9 @@ MAX_BATCH = 512
 """Writes at most in one transaction (a bound on the latency of the first one)."""
 WRITE_LOCK = 0x746C7363_77726974
 """The advisory lock every write transaction holds ("tlscwrit"): see the module's docstring."""
+BLOB_LOCK = 0x746C7363_626C6F62
+"""The advisory lock of the shared files directory ("tlscblob"): uploads placing content hold
+it shared, the garbage collection of any node exclusive (`blob_lock`)."""
 POOL_MIN, POOL_MAX = 1, 10
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 15.0
@@ -919,6 +923,28 @@ class PgStore:
             )
         )
         return [row[0] for row in rows]
+
+    @contextlib.asynccontextmanager
+    async def blob_lock(self, *, exclusive: bool) -> AsyncIterator[None]:
+        # A session-level lock on a connection of its own: PostgreSQL lets it go by itself if
+        # this node dies holding it.
+        if self._pool is None:
+            raise StoreUnavailable("the store is closed")
+        kind = "" if exclusive else "_shared"
+        try:
+            conn = await self._pool.acquire()
+        except Exception as exc:
+            if is_unavailability(exc):
+                raise StoreUnavailable() from exc
+            raise
+        try:
+            await conn.execute(f"SELECT pg_advisory_lock{kind}($1)", BLOB_LOCK)
+            try:
+                yield
+            finally:
+                await conn.execute(f"SELECT pg_advisory_unlock{kind}($1)", BLOB_LOCK)
+        finally:
+            await self._pool.release(conn)
 
     async def delete_unused_blobs(self) -> list[str]:
         """Delete the blobs no file row names; return their hashes (their content may go)."""

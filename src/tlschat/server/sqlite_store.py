@@ -12,6 +12,7 @@ the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -37,6 +38,7 @@ from tlschat.server.store import (
     StoredRoom,
     StoredUser,
     StoreUnavailable,
+    no_lock,
     recipients_of,
 )
 
@@ -1031,6 +1033,9 @@ class SqliteStore:
             ).fetchall()
         )
         return [row[0] for row in rows]
+
+    def blob_lock(self, *, exclusive: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        return no_lock()
 
     async def delete_unused_blobs(self) -> list[str]:
         """Delete the blobs no file row names; return their hashes (their content may go)."""

@@ -8,7 +8,8 @@ holds it is durable, and writes issued together share one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -359,3 +360,14 @@ class Store(Protocol):
         self, created_before: float, keep: Iterable[str] = ()
     ) -> list[str]: ...
     async def delete_unused_blobs(self) -> list[str]: ...
+    def blob_lock(self, *, exclusive: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held (shared) by an upload while it places a blob's content and records it, and
+        (exclusive) by the garbage collection while it deletes blobs: for every node sharing
+        the files directory, so none deletes content another is placing."""
+        ...
+
+
+@contextlib.asynccontextmanager
+async def no_lock() -> AsyncIterator[None]:
+    """`blob_lock` of a store only one node uses (the data directory's lock sees to that)."""
+    yield
