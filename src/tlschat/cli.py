@@ -107,6 +107,12 @@ def _limit_options(func: Any) -> Any:
     "--key", type=click.Path(path_type=Path), default=None, help="server private key (PEM)"
 )
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="where data lives")
+@click.option(
+    "--files-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="uploaded files (default DATA_DIR/files); one folder shared by several nodes",
+)
 @click.option("--name", multiple=True, help="extra host name for a generated certificate")
 @click.option(
     "--tls-min", type=click.Choice(["1.3", "1.2"]), default=None, help="lowest TLS version"

@@ -28,6 +28,9 @@ class ServerConfig:
     key: Path | None = None
     data_dir: Path | None = None
     """None: the platform's data directory (platformdirs)."""
+    files_dir: Path | None = None
+    """Where uploaded files live; None: DATA_DIR/files. Several nodes share one (an NFS mount,
+    say): each has its own data directory, and every node must reach every blob."""
     name: tuple[str, ...] = ()
     """Extra host names for the generated certificate's SAN."""
     tls_min: str = "1.3"
@@ -98,7 +101,7 @@ class ServerConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-_PATH_FIELDS = {"cert", "key", "data_dir", "client_ca", "keylog"}
+_PATH_FIELDS = {"cert", "key", "data_dir", "files_dir", "client_ca", "keylog"}
 
 
 def _coerce(name: str, raw: Any) -> Any:

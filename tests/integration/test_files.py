@@ -11,6 +11,7 @@ import os
 import random
 import ssl
 import struct
+import time
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -629,9 +630,16 @@ async def test_crash_leftovers_are_removed_at_start(
     orphan = root / "ee" / ("e" * 62)  # renamed into place, then the crash came before the database
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"orphan")
+    long_ago = time.time() - 3600
+    for path in (root / "tmp" / "abc.part", orphan):
+        os.utime(path, (long_ago, long_ago))
+    # Written a moment ago: maybe another node's upload, sharing the folder (--files-dir).
+    (root / "tmp" / "young.part").write_bytes(b"another node's upload")
 
     server = await start_server(guest_hold=0)
-    await eventually(lambda: temp_files(server) == [] and not orphan.exists())
+    await eventually(
+        lambda: [p.name for p in temp_files(server)] == ["young.part"] and not orphan.exists()
+    )
     alice = await dial.open(server, "alice")
     assert len(stored_files(server)) == 1
     reply = await download(alice, keep["id"])

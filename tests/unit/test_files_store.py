@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -55,9 +56,16 @@ def test_sweep_removes_partial_uploads_and_unrecorded_blobs(tmp_path: Path) -> N
     other = root / "README"
     other.write_text("not ours to judge")
 
-    removed = _sweep(root, temp, {"ab" + "c" * 62})
+    young = root / "ab" / ("f" * 62)  # another node placing it, sharing the folder
+    long_ago = time.time() - 3600
+    for path in (temp / "x.part", temp / "stray", kept, orphan, other):
+        os.utime(path, (long_ago, long_ago))
+    young.write_bytes(b"being placed")
+
+    removed = _sweep(root, temp, {"ab" + "c" * 62}, before=time.time() - 60)
 
     assert removed == 3
+    assert young.exists()
     assert kept.exists()
     assert not orphan.exists()
     assert other.exists()
@@ -66,7 +74,7 @@ def test_sweep_removes_partial_uploads_and_unrecorded_blobs(tmp_path: Path) -> N
 
 def test_sweep_creates_the_folders(tmp_path: Path) -> None:
     root = tmp_path / "data" / "files"
-    assert _sweep(root, root / "tmp", set()) == 0
+    assert _sweep(root, root / "tmp", set(), before=time.time()) == 0
     assert (root / "tmp").is_dir()
 
 

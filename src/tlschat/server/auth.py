@@ -58,12 +58,15 @@ class LoginThrottle:
     nick from elsewhere cannot lock its owner out.
     """
 
+    REMEMBER = 600.0
+    """Seconds an IP that failed for a nick stays subject to that nick's limit."""
+
     def __init__(
         self,
         per_ip: int,
         per_nick: int,
         window: float,
-        remember: float = 600.0,
+        remember: float = REMEMBER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.per_ip = per_ip
@@ -129,6 +132,58 @@ class LoginThrottle:
             del self._by_ip[ip]
         if not self._by_nick.get(nick_key, True):
             del self._by_nick[nick_key]
+
+
+class FailedLogins:
+    """The failed-login limits for every node at once (PROTOCOL.md "Limits and abuse").
+
+    `LoginThrottle` holds this node's slots (attempts in flight count, as before); the failures
+    themselves are also counted in the hub's event windows, shared by every node: per IP, per
+    nick, and which IP failed for which nick (so the per-nick limit still never refuses an IP
+    that has not failed for that nick). One node alone gets the same answers as before."""
+
+    def __init__(
+        self,
+        local: LoginThrottle,
+        by_ip: EventWindow,
+        by_nick: EventWindow,
+        pairs: EventWindow,
+    ) -> None:
+        self.local = local
+        self._by_ip = by_ip
+        self._by_nick = by_nick
+        self._pairs = pairs
+        """`nick key IP` -> that IP failed for that nick (limit 1: one failure blocks)."""
+
+    async def begin(self, nick_key: str, ip: str) -> Attempt | float:
+        """Take the slots for an attempt, or return the seconds to wait (`rate_limited`)."""
+        attempt = self.local.begin(nick_key, ip)
+        if not isinstance(attempt, Attempt):
+            return attempt
+        try:
+            wait = await self._by_ip.blocked_for(ip)
+            if not wait and await self._pairs.blocked_for(f"{nick_key} {ip}"):
+                wait = await self._by_nick.blocked_for(nick_key)
+        except BaseException:
+            self.local.abandoned(attempt)
+            raise
+        if wait:
+            self.local.abandoned(attempt)
+            return wait
+        return attempt
+
+    def succeeded(self, attempt: Attempt) -> None:
+        self.local.succeeded(attempt)
+
+    def abandoned(self, attempt: Attempt) -> None:
+        self.local.abandoned(attempt)
+
+    async def failed(self, attempt: Attempt) -> None:
+        """The attempt was wrong: counted here and for every node."""
+        self.local.failed(attempt)
+        await self._by_ip.record(attempt.ip)
+        await self._by_nick.record(attempt.nick_key)
+        await self._pairs.record(f"{attempt.nick_key} {attempt.ip}")
 
 
 REGISTRATION_WINDOW = 3600.0

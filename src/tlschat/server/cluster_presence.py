@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tlschat.protocol import UserInfo, encode_payload
+from tlschat.protocol import UserInfo, encode_payload, name_key
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,10 @@ class RemoteUser:
     nick: str
     registered: bool
     identity: str
+
+    @property
+    def key(self) -> str:
+        return name_key(self.nick)
 
     def entry(self) -> bytes:
         """Its encoded `users` entry (spliced into `welcome` and `users` replies)."""

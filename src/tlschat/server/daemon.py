@@ -15,22 +15,28 @@ from asyncio import sslproto
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from tlschat import __version__, tls
 from tlschat.config import ConfigError, ServerConfig
-from tlschat.protocol import ALPN, Bye, TlsChatError
+from tlschat.protocol import ALPN, Bye, TlsChatError, encode
 from tlschat.server import metrics
 from tlschat.server.connection import Session
 from tlschat.server.datadir import DataDirBusy, DataDirLock, make_private_dir
 from tlschat.server.files import FileStore
 from tlschat.server.hub import LocalHub
 from tlschat.server.pg_store import PgStore, redacted
-from tlschat.server.registry import Invitation, Registry, Room
+from tlschat.server.registry import Registry
 from tlschat.server.rules import Context, Rules
+from tlschat.server.rules.base import room_from_store
+from tlschat.server.rules.messages import message_frames
 from tlschat.server.sqlite_store import SqliteStore
 from tlschat.server.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from tlschat.server.redis_hub import FetchMissing, StreamMessage
 
 log = logging.getLogger("tlschat.server")
 
@@ -72,7 +78,8 @@ class ChatServer:
         self.config = config
         self.data_dir = config.data_dir or platformdirs.user_data_path("tlschat")
         self.registry = Registry()
-        self.hub = LocalHub() if config.redis is None else _redis_hub(config)
+        self._rules_ready = asyncio.Event()
+        self.hub = LocalHub() if config.redis is None else _redis_hub(config, self._fetch_missing)
         self.store = make_store(config, self.data_dir)
         self.metrics: metrics.MetricsServer | None = None
         self._lock = DataDirLock(self.data_dir)
@@ -147,6 +154,7 @@ class ChatServer:
         await self._load_rooms()
         self.files = FileStore(cfg, self.data_dir, self.store)
         self.rules = Rules(Context(cfg, self.store, self.hub, self.registry, self.files, last_id))
+        self._rules_ready.set()
         await self.rules.load()
         await self.rules.start()
         try:
@@ -240,16 +248,7 @@ class ChatServer:
                 # Only guests were in it when the daemon stopped: their memberships ended.
                 await self.store.delete_room(stored.room_key)
                 continue
-            room = Room(name=stored.name, public=stored.public, topic=stored.topic)
-            room.kicked.update(stored.kicked)
-            for member in stored.members:
-                room.members[member.nick_key] = member.nick
-                room.joined_after[member.nick_key] = member.joined_after
-            self.registry.add_room(room)
-            for invite in stored.invites:
-                room.invites[invite.nick_key] = Invitation(
-                    nick=invite.nick_key, by=invite.by, created=invite.created
-                )
+            self.registry.add_room(room_from_store(stored))
 
     async def _every(self, seconds: float, job: object) -> None:
         while True:
@@ -450,6 +449,25 @@ class ChatServer:
                 await self.store.close()
                 raise StartupError(str(exc)) from None
 
+    async def _fetch_missing(
+        self, after: int, upto: int, have: frozenset[int]
+    ) -> list[StreamMessage]:
+        """The hub's answer to ids no notification carried (a lost one; a node that died
+        between its commit and its publish): the store's messages of that range, encoded as
+        the rules encode them, with their recipients."""
+        from tlschat.server.redis_hub import StreamMessage
+
+        await self._rules_ready.wait()
+        assert self.rules is not None
+        deliveries = [
+            d for d in await self.store.deliveries_between(after, upto) if d.message.id not in have
+        ]
+        frames = await message_frames(self.rules.ctx, [d.message for d in deliveries])
+        return [
+            StreamMessage(d.message.id, d.recipients, encode(frame))
+            for d, frame in zip(deliveries, frames, strict=True)
+        ]
+
     async def _leave_cluster(self) -> None:
         from tlschat.server.redis_hub import RedisHub
 
@@ -457,12 +475,12 @@ class ChatServer:
             await self.hub.close()
 
 
-def _redis_hub(config: ServerConfig) -> LocalHub:
+def _redis_hub(config: ServerConfig, fetch_missing: FetchMissing) -> LocalHub:
     from tlschat.server.redis_hub import RedisHub
 
     assert config.redis is not None
     beat = config.node_heartbeat
-    return RedisHub(config.redis, heartbeat=beat, node_ttl=3 * beat)
+    return RedisHub(config.redis, heartbeat=beat, node_ttl=3 * beat, fetch_missing=fetch_missing)
 
 
 # --- the command ------------------------------------------------------------------------------

@@ -55,6 +55,10 @@ RETRY_PENDING_MS = 1000
 GC_INTERVAL = 3600.0
 """Seconds between garbage collections (one runs at every start, after the crash sweep)."""
 
+SWEEP_MARGIN = 60.0
+"""Seconds beyond the upload idle limit before the start-up sweep takes a part or an
+unrecorded blob for a crash's leftover (another node may be finishing it)."""
+
 SEND_GRACE = 60.0
 """Seconds a file named by a `send` in progress is kept from garbage collection: the rules
 check the file, then store the message (`send_done` ends the send, stored or not)."""
@@ -134,12 +138,16 @@ def _read_b64(path: Path, offset: int, count: int) -> tuple[int, str]:
     return len(data), base64.b64encode(data).decode("ascii")
 
 
-def _sweep(root: Path, temp_dir: Path, known: set[str]) -> int:
-    """Remove what a crash left behind: partial uploads, and blobs the database never recorded."""
+def _sweep(root: Path, temp_dir: Path, known: set[str], before: float) -> int:
+    """Remove what a crash left behind: partial uploads, and blobs the database never recorded,
+    last written before `before` (a time.time()): another node sharing the folder may be
+    writing or placing younger ones right now."""
     removed = 0
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     if temp_dir.exists():
         for entry in temp_dir.iterdir():
+            if not _older(entry, before):
+                continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
@@ -150,10 +158,17 @@ def _sweep(root: Path, temp_dir: Path, known: set[str]) -> int:
         if len(folder.name) != 2 or folder == temp_dir or not folder.is_dir():
             continue
         for entry in folder.iterdir():
-            if folder.name + entry.name not in known and entry.is_file():
+            if folder.name + entry.name not in known and entry.is_file() and _older(entry, before):
                 entry.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def _older(path: Path, before: float) -> bool:
+    try:
+        return path.lstat().st_mtime < before
+    except FileNotFoundError:
+        return False
 
 
 def _unlink_blobs(root: Path, hashes: list[str]) -> int:
@@ -230,7 +245,7 @@ class FileStore:
     def __init__(self, config: ServerConfig, data_dir: Path, store: Store) -> None:
         self.config = config
         self.store = store
-        self.root = data_dir / "files"
+        self.root = config.files_dir or data_dir / "files"
         self.temp_dir = self.root / "tmp"
         self._loop = asyncio.get_running_loop()
         self._uploads: dict[str, _Upload] = {}
@@ -455,12 +470,16 @@ class FileStore:
                         log.debug("upload %s is no image: %r", upload.id, exc.__cause__ or exc)
                         raise RequestError(ErrorCode.BAD_FILE, str(exc)) from None
                     blob = StoredBlob(digest, upload.size, found.mime, found.width, found.height)
-                await upload.run(_place, upload.temp, self._blob_path(digest))
-                await self.store.add_blob(blob)
-                # Hex, not base64url: an id starting with '-' reads as an option on a command line
-                # (`tlschat get HOST NICK -x…`), which made one test run in 64 fail.
-                file_id = secrets.token_hex(16)
-                await self.store.add_file(file_id, digest, upload.name, upload.identity)
+                # Shared with the uploads of every node; the garbage collection of any node
+                # waits: it cannot delete content being placed here before it is recorded.
+                async with self.store.blob_lock(exclusive=False):
+                    await upload.run(_place, upload.temp, self._blob_path(digest))
+                    await self.store.add_blob(blob)
+                    # Hex, not base64url: an id starting with '-' reads as an option on a
+                    # command line (`tlschat get HOST NICK -x…`), which made one test run in 64
+                    # fail.
+                    file_id = secrets.token_hex(16)
+                    await self.store.add_file(file_id, digest, upload.name, upload.identity)
             finally:
                 self._end_placing()
         except OSError:
@@ -623,9 +642,14 @@ class FileStore:
         return task
 
     async def _recover(self) -> None:
+        # An upload of another node sharing the folder writes its part at least every
+        # `upload_idle_timeout` seconds (or is dropped), and places it seconds after its last
+        # chunk: what is older than that and unrecorded is a crash's.
+        before = time.time() - self.config.upload_idle_timeout - SWEEP_MARGIN
         try:
-            known = await self.store.blob_hashes()
-            removed = await asyncio.to_thread(_sweep, self.root, self.temp_dir, known)
+            async with self.store.blob_lock(exclusive=True):
+                known = await self.store.blob_hashes()
+                removed = await asyncio.to_thread(_sweep, self.root, self.temp_dir, known, before)
         except Exception:
             log.exception("cannot clean up %s", self.root)
             return
@@ -650,10 +674,13 @@ class FileStore:
             self._not_collecting.clear()
             try:
                 await self._none_placing.wait()
-                hashes = await self.store.delete_unused_blobs()
-                if hashes:
-                    # Shielded: once the rows are gone the content must go too, even on shutdown.
-                    await asyncio.shield(asyncio.to_thread(_unlink_blobs, self.root, hashes))
+                async with self.store.blob_lock(exclusive=True):  # every node's uploads wait
+                    hashes = await self.store.delete_unused_blobs()
+                    if hashes:
+                        # Shielded: once the rows are gone the content must go too, even on
+                        # shutdown.
+                        unlink = asyncio.to_thread(_unlink_blobs, self.root, hashes)
+                        await asyncio.shield(unlink)
             finally:
                 self._not_collecting.set()
         if files or hashes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Protocol
 
 from tlschat.protocol import ErrorCode, RequestError, UserInfo, encode_payload, name_key
@@ -24,6 +24,11 @@ class HubUnavailable(RequestError):
 
     def __init__(self, message: str = "the chat cluster is unreachable: try again soon") -> None:
         super().__init__(ErrorCode.UNAVAILABLE, message)
+
+
+ChangeListener = Callable[[str, str], Awaitable[None]]
+"""`(what, key)`: the store's `what` changed on some node (`room` KEY, `bans`, `guest_gone`
+KEY); the node reads it again from the store (docs/architecture.md "Several nodes")."""
 
 
 class Peer(Protocol):
@@ -100,6 +105,16 @@ class Hub(Protocol):
         """The broadcast frames a session at `cursor` has not queued yet, and its new cursor."""
         ...
 
+    def changed(self, what: str, key: str = "") -> None:
+        """This node changed `what` in the store (committed): every node's change listener is
+        called with it, in the stream's order, before the frames handed to the hub after this
+        call are delivered there. Call it after the store write, before the events about it."""
+        ...
+
+    def listen_changes(self, listener: ChangeListener) -> None:
+        """`listener` keeps this node's view (registry, bans) in step with the store."""
+        ...
+
 
 BROADCAST_DELAY_MIN = 0.01
 BROADCAST_DELAY_MAX = 0.5
@@ -125,6 +140,8 @@ class LocalHub:
         self._generation = 0
         """Counts the broadcast batches sent: a cursor from an older one has seen everything."""
         self._broadcast_due: asyncio.TimerHandle | None = None
+        self.change_listener: ChangeListener | None = None
+        """Called for the changes other nodes made to the store (never, in one process)."""
 
     # --- presence --------------------------------------------------------------------------
 
@@ -223,6 +240,13 @@ class LocalHub:
 
     def event_window(self, name: str, limit: int, window: float) -> EventWindow:
         return LocalEventWindow(limit, window)
+
+    def changed(self, what: str, key: str = "") -> None:
+        # One process: the rules changed the registry themselves; no other view to update.
+        pass
+
+    def listen_changes(self, listener: ChangeListener) -> None:
+        self.change_listener = listener
 
     def want_flush(self, peer: Peer) -> None:
         self._dirty[peer] = None

@@ -21,10 +21,11 @@ A lost or refused connection (PostgreSQL down, restarting, unreachable) raises
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
@@ -37,6 +38,7 @@ from tlschat.server.store import (
     NewMessage,
     StoredBlob,
     StoredConversation,
+    StoredDelivery,
     StoredFile,
     StoredGuest,
     StoredInvite,
@@ -45,6 +47,7 @@ from tlschat.server.store import (
     StoredRoom,
     StoredUser,
     StoreUnavailable,
+    recipients_of,
 )
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,9 @@ MAX_BATCH = 512
 """Writes at most in one transaction (a bound on the latency of the first one)."""
 WRITE_LOCK = 0x746C7363_77726974
 """The advisory lock every write transaction holds ("tlscwrit"): see the module's docstring."""
+BLOB_LOCK = 0x746C7363_626C6F62
+"""The advisory lock of the shared files directory ("tlscblob"): uploads placing content hold
+it shared, the garbage collection of any node exclusive (`blob_lock`)."""
 POOL_MIN, POOL_MAX = 1, 10
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 15.0
@@ -450,10 +456,14 @@ class PgStore:
             )
         )
 
-    async def hold_online_guests(self, held_until: float) -> None:
+    async def hold_online_guests(self, held_until: float, online: Iterable[str] = ()) -> None:
+        keep = list(online)
         await self._write(
             lambda c: c.execute(
-                "UPDATE guests SET held_until = $1 WHERE held_until IS NULL", held_until
+                "UPDATE guests SET held_until = $1 WHERE held_until IS NULL"
+                " AND NOT nick_key = ANY($2::text[])",
+                held_until,
+                keep,
             )
         )
 
@@ -554,28 +564,35 @@ class PgStore:
 
     # --- rooms ---------------------------------------------------------------------------------
 
-    async def load_rooms(self) -> list[StoredRoom]:
+    async def load_rooms(self, room_key: str | None = None) -> list[StoredRoom]:
+        # `$1 IS NULL OR room_key = $1`: every room, or the one asked for.
+        only = "($1::text IS NULL OR room_key = $1)"
+
         async def read(c: Connection) -> list[StoredRoom]:
             rooms: dict[str, StoredRoom] = {}
             for key, name, public, topic in await c.fetch(
-                "SELECT room_key, name, public, topic FROM rooms"
+                f"SELECT room_key, name, public, topic FROM rooms WHERE {only}", room_key
             ):
                 rooms[key] = StoredRoom(key, name, public, topic=topic)
-            for room_key, nick_key, nick, joined_after in await c.fetch(
-                "SELECT room_key, nick_key, nick, joined_after FROM members ORDER BY seq"
+            for key, nick_key, nick, joined_after in await c.fetch(
+                "SELECT room_key, nick_key, nick, joined_after FROM members"
+                f" WHERE {only} ORDER BY seq",
+                room_key,
             ):
-                if room_key in rooms:
-                    rooms[room_key].members.append(StoredMember(nick_key, nick, joined_after))
-            for room_key, nick_key, by, created in await c.fetch(
-                "SELECT room_key, nick_key, by_nick, created FROM invites"
+                if key in rooms:
+                    rooms[key].members.append(StoredMember(nick_key, nick, joined_after))
+            for key, nick_key, by, created in await c.fetch(
+                f"SELECT room_key, nick_key, by_nick, created FROM invites WHERE {only}", room_key
             ):
-                if room_key in rooms:
-                    rooms[room_key].invites.append(StoredInvite(nick_key, by, created))
-            for room_key, nick_key, until in await c.fetch(
-                "SELECT room_key, nick_key, until FROM kicks WHERE until > $1", time.time()
+                if key in rooms:
+                    rooms[key].invites.append(StoredInvite(nick_key, by, created))
+            for key, nick_key, until in await c.fetch(
+                f"SELECT room_key, nick_key, until FROM kicks WHERE {only} AND until > $2",
+                room_key,
+                time.time(),
             ):
-                if room_key in rooms:
-                    rooms[room_key].kicked[nick_key] = until
+                if key in rooms:
+                    rooms[key].kicked[nick_key] = until
             return list(rooms.values())
 
         return await self._read(read)
@@ -679,6 +696,34 @@ class PgStore:
         deleting = message.delete_of is not None
         vector = None if deleting else pg_search.text_vector(message.text)
         return await self._write(lambda c: _insert_message(c, message, vector))
+
+    async def deliveries_between(self, after: int, upto: int) -> list[StoredDelivery]:
+        async def read(c: Connection) -> list[StoredDelivery]:
+            messages = [
+                _message(row)
+                for row in await c.fetch(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id > $1 AND id <= $2"
+                    " ORDER BY id",
+                    after,
+                    upto,
+                )
+            ]
+            rooms = sorted({m.room_key for m in messages if m.room_key})
+            members: dict[str, list[tuple[str, int]]] = {}
+            for room_key, nick_key, joined_after in await c.fetch(
+                "SELECT room_key, nick_key, joined_after FROM members"
+                " WHERE room_key = ANY($1::text[]) ORDER BY seq",
+                rooms,
+            ):
+                members.setdefault(room_key, []).append((nick_key, joined_after))
+            guests = sorted({i for m in messages for i in m.dm or () if i[:1] == "~"})
+            rows = await c.fetch(
+                "SELECT identity, nick_key FROM guests WHERE identity = ANY($1::text[])", guests
+            )
+            guest_keys = {identity: key for identity, key in rows}
+            return [StoredDelivery(m, recipients_of(m, members, guest_keys)) for m in messages]
+
+        return await self._read(read)
 
     async def replay(
         self, identity: str, rooms: dict[str, int], after: int, limit: int
@@ -878,6 +923,28 @@ class PgStore:
             )
         )
         return [row[0] for row in rows]
+
+    @contextlib.asynccontextmanager
+    async def blob_lock(self, *, exclusive: bool) -> AsyncIterator[None]:
+        # A session-level lock on a connection of its own: PostgreSQL lets it go by itself if
+        # this node dies holding it.
+        if self._pool is None:
+            raise StoreUnavailable("the store is closed")
+        kind = "" if exclusive else "_shared"
+        try:
+            conn = await self._pool.acquire()
+        except Exception as exc:
+            if is_unavailability(exc):
+                raise StoreUnavailable() from exc
+            raise
+        try:
+            await conn.execute(f"SELECT pg_advisory_lock{kind}($1)", BLOB_LOCK)
+            try:
+                yield
+            finally:
+                await conn.execute(f"SELECT pg_advisory_unlock{kind}($1)", BLOB_LOCK)
+        finally:
+            await self._pool.release(conn)
 
     async def delete_unused_blobs(self) -> list[str]:
         """Delete the blobs no file row names; return their hashes (their content may go)."""

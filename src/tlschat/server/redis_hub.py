@@ -54,6 +54,9 @@ NODE_TTL = 15.0
 """A node renews its keys every HEARTBEAT seconds; one silent for NODE_TTL is dead, and its users
 go offline for the others within NODE_TTL + HEARTBEAT seconds."""
 START_TIMEOUT = 10.0
+CHANGE_TIMEOUT = 5.0
+"""How long the stream waits for a node's view to follow a change (a store read); past it the
+stream goes on and the next change of that room or a request's own check catches up."""
 RECONNECT_BACKOFF = ExponentialWithJitterBackoff(cap=2.0, base=0.05)
 """Between attempts to reach Redis again: 50 ms doubling up to 2 s, with jitter (redis-py's)."""
 
@@ -295,7 +298,8 @@ class RedisHub(LocalHub):
                 if not exists and await client.srem(NODES, node):
                     log.warning("redis: node %s stopped renewing its keys: declared dead", node)
                     await client.delete(online_key(node))
-                    await client.publish(CHANNEL, _envelope({"k": "dead", "n": node}))
+                    dead = {"k": "dead", "n": node, "by": self.node}
+                    await client.publish(CHANNEL, _envelope(dead))
 
     async def _publish(self) -> None:
         client = self._client
@@ -319,7 +323,21 @@ class RedisHub(LocalHub):
     async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
         async for message in pubsub.listen():
             if message.get("type") == "message":
-                self._received(message["data"])
+                for what, key in self._received(message["data"]):
+                    # Awaited here, in the stream's order: the frames published after a change
+                    # (a `joined`, a `members`) reach our sessions once our view has it, so a
+                    # session that saw them may act on it here at once.
+                    await self._apply_change(what, key)
+
+    async def _apply_change(self, what: str, key: str) -> None:
+        listener = self.change_listener
+        if listener is None:
+            return
+        try:
+            async with asyncio.timeout(CHANGE_TIMEOUT):
+                await listener(what, key)
+        except Exception:
+            log.exception("redis: could not follow a change (%s %s)", what, key)
 
     def _send(self, kind: str, notification: bytes) -> None:
         self._outbox.append((kind, notification))
@@ -327,11 +345,16 @@ class RedisHub(LocalHub):
 
     # --- what arrives -------------------------------------------------------------------------
 
-    def _received(self, raw: bytes) -> None:
+    def _received(self, raw: bytes) -> list[tuple[str, str]]:
+        """Act on one notification; return the changes of the store it says this node's view
+        must follow (the caller awaits them before reading on)."""
         head, _, data = raw.partition(b"\n")
         note = json.loads(head)
         kind, node = note["k"], note["n"]
         mine = node == self.node
+        if kind == "c":
+            # Our own too: a view read from the store while we changed it may have missed it.
+            return [(note["w"], note.get("key", ""))]
         if kind == "m":
             msg_id, position = note["id"], note["p"]
             self._saw(max(msg_id, position))
@@ -367,8 +390,12 @@ class RedisHub(LocalHub):
                     self._rewrite_hash = True
                     self._send("presence", self._join())
             else:
-                self._node_dead(node)
+                gone = self._node_dead(node)
                 self._release()
+                if note.get("by") == self.node:
+                    # We declared it dead: its guests' holds are ours to run.
+                    return [("guest_gone", user.key) for user in gone if not user.registered]
+        return []
 
     def _off(self, node: str, key: str) -> None:
         offline = self._presence.offline(node, key)
@@ -391,10 +418,13 @@ class RedisHub(LocalHub):
             if self._presence.online(node, key, user) and announce:
                 self._local_presence(user.nick, online=True, key=key)
 
-    def _node_dead(self, node: str) -> None:
+    def _node_dead(self, node: str) -> list[RemoteUser]:
+        """Forget a dead node; the users it alone held, now offline everywhere."""
         self._order.writer_gone(node)
-        for user in self._presence.node_gone(node):
-            self._local_presence(user.nick, online=False, key=name_key(user.nick))
+        gone = self._presence.node_gone(node)
+        for user in gone:
+            self._local_presence(user.nick, online=False, key=user.key)
+        return gone
 
     def _local_presence(self, nick: str, *, online: bool, key: str) -> None:
         """A presence change every node sees for itself: told to our sessions only."""
@@ -569,6 +599,10 @@ class RedisHub(LocalHub):
     def broadcast(self, data: bytes) -> None:
         super().broadcast(data)
         self._send("stream", _envelope({"k": "b", "n": self.node}, data))
+
+    def changed(self, what: str, key: str = "") -> None:
+        # On the stream, so it comes before the events about it everywhere.
+        self._send("stream", _envelope({"k": "c", "n": self.node, "w": what, "key": key}))
 
     def event_window(self, name: str, limit: int, window: float) -> EventWindow:
         # Built before start() (the rules are made first): the client is looked up per call.

@@ -103,6 +103,26 @@ class Registry:
         for key in room.members:
             self._rooms_of.get(key, set()).discard(room.key)
 
+    def refresh_room(self, key: str, fresh: Room | None) -> Room | None:
+        """Make room `key` what the store now says (`fresh`; None: it is gone). A room already
+        here is updated in place: the rules may hold it across an await."""
+        room = self.rooms.get(key)
+        if room is None:
+            if fresh is not None:
+                self.add_room(fresh)
+            return fresh
+        for member in room.members:
+            self._rooms_of.get(member, set()).discard(key)
+        if fresh is None:
+            del self.rooms[key]
+            return None
+        room.public, room.topic = fresh.public, fresh.topic
+        room.members, room.joined_after = fresh.members, fresh.joined_after
+        room.invites, room.kicked = fresh.invites, fresh.kicked
+        for member in room.members:
+            self._rooms_of.setdefault(member, set()).add(key)
+        return room
+
     def add_member(self, room: Room, nick: str, joined_after: int) -> None:
         key = name_key(nick)
         room.members[key] = nick

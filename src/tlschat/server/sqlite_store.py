@@ -12,6 +12,7 @@ the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -28,6 +29,7 @@ from tlschat.server.store import (
     NewMessage,
     StoredBlob,
     StoredConversation,
+    StoredDelivery,
     StoredFile,
     StoredGuest,
     StoredInvite,
@@ -36,6 +38,8 @@ from tlschat.server.store import (
     StoredRoom,
     StoredUser,
     StoreUnavailable,
+    no_lock,
+    recipients_of,
 )
 
 log = logging.getLogger(__name__)
@@ -566,10 +570,13 @@ class SqliteStore:
             )
         )
 
-    async def hold_online_guests(self, held_until: float) -> None:
+    async def hold_online_guests(self, held_until: float, online: Iterable[str] = ()) -> None:
+        keep = json.dumps(list(online))
         await self._write(
             lambda c: c.execute(
-                "UPDATE guests SET held_until = ? WHERE held_until IS NULL", (held_until,)
+                "UPDATE guests SET held_until = ? WHERE held_until IS NULL"
+                " AND nick_key NOT IN (SELECT value FROM json_each(?))",
+                (held_until, keep),
             )
         )
 
@@ -673,28 +680,35 @@ class SqliteStore:
 
     # --- rooms ---------------------------------------------------------------------------------
 
-    async def load_rooms(self) -> list[StoredRoom]:
+    async def load_rooms(self, room_key: str | None = None) -> list[StoredRoom]:
+        # `?1 IS NULL OR room_key = ?1`: every room, or the one asked for.
+        only = "(?1 IS NULL OR room_key = ?1)"
+
         def read(c: sqlite3.Connection) -> list[StoredRoom]:
             rooms: dict[str, StoredRoom] = {}
             for key, name, public, topic in c.execute(
-                "SELECT room_key, name, public, topic FROM rooms"
+                f"SELECT room_key, name, public, topic FROM rooms WHERE {only}", (room_key,)
             ):
                 rooms[key] = StoredRoom(key, name, bool(public), topic=topic)
-            for room_key, nick_key, nick, joined_after in c.execute(
-                "SELECT room_key, nick_key, nick, joined_after FROM members ORDER BY seq"
+            for key, nick_key, nick, joined_after in c.execute(
+                "SELECT room_key, nick_key, nick, joined_after FROM members"
+                f" WHERE {only} ORDER BY seq",
+                (room_key,),
             ):
-                if room_key in rooms:
-                    rooms[room_key].members.append(StoredMember(nick_key, nick, joined_after))
-            for room_key, nick_key, by, created in c.execute(
-                "SELECT room_key, nick_key, by_nick, created FROM invites"
+                if key in rooms:
+                    rooms[key].members.append(StoredMember(nick_key, nick, joined_after))
+            for key, nick_key, by, created in c.execute(
+                f"SELECT room_key, nick_key, by_nick, created FROM invites WHERE {only}",
+                (room_key,),
             ):
-                if room_key in rooms:
-                    rooms[room_key].invites.append(StoredInvite(nick_key, by, created))
-            for room_key, nick_key, until in c.execute(
-                "SELECT room_key, nick_key, until FROM kicks WHERE until > ?", (time.time(),)
+                if key in rooms:
+                    rooms[key].invites.append(StoredInvite(nick_key, by, created))
+            for key, nick_key, until in c.execute(
+                f"SELECT room_key, nick_key, until FROM kicks WHERE {only} AND until > ?2",
+                (room_key, time.time()),
             ):
-                if room_key in rooms:
-                    rooms[room_key].kicked[nick_key] = until
+                if key in rooms:
+                    rooms[key].kicked[nick_key] = until
             return list(rooms.values())
 
         return await self._read(read)
@@ -841,6 +855,35 @@ class SqliteStore:
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         more = len(rows) > limit
         return [_message(row) for row in reversed(rows[:limit])], more
+
+    async def deliveries_between(self, after: int, upto: int) -> list[StoredDelivery]:
+        def read(c: sqlite3.Connection) -> list[StoredDelivery]:
+            messages = [
+                _message(row)
+                for row in c.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id > ? AND id <= ? ORDER BY id",
+                    (after, upto),
+                )
+            ]
+            rooms = json.dumps(sorted({m.room_key for m in messages if m.room_key}))
+            members: dict[str, list[tuple[str, int]]] = {}
+            for room_key, nick_key, joined_after in c.execute(
+                "SELECT room_key, nick_key, joined_after FROM members"
+                " WHERE room_key IN (SELECT value FROM json_each(?)) ORDER BY seq",
+                (rooms,),
+            ):
+                members.setdefault(room_key, []).append((nick_key, joined_after))
+            guests = json.dumps(sorted({i for m in messages for i in m.dm or () if i[:1] == "~"}))
+            guest_keys = dict(
+                c.execute(
+                    "SELECT identity, nick_key FROM guests"
+                    " WHERE identity IN (SELECT value FROM json_each(?))",
+                    (guests,),
+                ).fetchall()
+            )
+            return [StoredDelivery(m, recipients_of(m, members, guest_keys)) for m in messages]
+
+        return await self._read(read)
 
     async def get_message(self, msg_id: int) -> StoredMessage | None:
         row = await self._read(
@@ -990,6 +1033,9 @@ class SqliteStore:
             ).fetchall()
         )
         return [row[0] for row in rows]
+
+    def blob_lock(self, *, exclusive: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        return no_lock()
 
     async def delete_unused_blobs(self) -> list[str]:
         """Delete the blobs no file row names; return their hashes (their content may go)."""

@@ -8,7 +8,8 @@ holds it is durable, and writes issued together share one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -162,6 +163,34 @@ class StoredFile:
     height: int | None
 
 
+@dataclass(frozen=True)
+class StoredDelivery:
+    """A stored message (or entry) and the nick keys of those it goes to: what a node
+    delivers when no notification carried it (docs/architecture.md "Several nodes")."""
+
+    message: StoredMessage
+    recipients: tuple[str, ...]
+
+
+def recipients_of(
+    message: StoredMessage,
+    members: dict[str, list[tuple[str, int]]],
+    guest_keys: dict[str, str],
+) -> tuple[str, ...]:
+    """Who `message` goes to, as the rules addressed it: a room's members who joined before it
+    (`members`: room key -> (nick key, joined after)); a direct conversation's two parties,
+    an account by its identity (its nick key), a guest while it exists (`guest_keys`: guest
+    identity -> nick key; a later guest of the same nick is someone else)."""
+    if message.room_key is not None:
+        return tuple(key for key, after in members.get(message.room_key, ()) if after < message.id)
+    found = []
+    for identity in message.dm or ():
+        key = guest_keys.get(identity) if identity.startswith("~") else identity
+        if key is not None:
+            found.append(key)
+    return tuple(dict.fromkeys(found))
+
+
 class Store(Protocol):
     """Durable state. Writes raise StoreUnavailable when nothing could be stored."""
 
@@ -194,8 +223,9 @@ class Store(Protocol):
         ...
 
     async def hold_guest(self, nick_key: str, held_until: float, last_delivered: int) -> None: ...
-    async def hold_online_guests(self, held_until: float) -> None:
-        """At start: the guests recorded online (the last run ended under them) are held."""
+    async def hold_online_guests(self, held_until: float, online: Iterable[str] = ()) -> None:
+        """At start: the guests recorded online (the last run ended under them) are held,
+        except those of `online` (nick keys with a session on another node)."""
         ...
 
     async def guests_held_until(self, moment: float) -> list[StoredGuest]:
@@ -224,7 +254,11 @@ class Store(Protocol):
         ...
 
     # rooms
-    async def load_rooms(self) -> list[StoredRoom]: ...
+    async def load_rooms(self, room_key: str | None = None) -> list[StoredRoom]:
+        """Every room; or only `room_key` (none if it is gone): what a node reads again when
+        another node changed it."""
+        ...
+
     async def create_room(
         self,
         room_key: str,
@@ -259,6 +293,12 @@ class Store(Protocol):
         An edit or delete entry is checked and applied in the same transaction: it returns 0
         (and stores nothing) when its message is no longer there to change (deleted meanwhile,
         or itself an entry)."""
+        ...
+
+    async def deliveries_between(self, after: int, upto: int) -> list[StoredDelivery]:
+        """The messages and entries with `after` < id <= `upto`, oldest first, each with its
+        recipients (`recipients_of`): what no notification carried (a lost one, or a node
+        that died between its commit and its publish)."""
         ...
 
     async def get_message(self, msg_id: int) -> StoredMessage | None:
@@ -320,3 +360,14 @@ class Store(Protocol):
         self, created_before: float, keep: Iterable[str] = ()
     ) -> list[str]: ...
     async def delete_unused_blobs(self) -> list[str]: ...
+    def blob_lock(self, *, exclusive: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held (shared) by an upload while it places a blob's content and records it, and
+        (exclusive) by the garbage collection while it deletes blobs: for every node sharing
+        the files directory, so none deletes content another is placing."""
+        ...
+
+
+@contextlib.asynccontextmanager
+async def no_lock() -> AsyncIterator[None]:
+    """`blob_lock` of a store only one node uses (the data directory's lock sees to that)."""
+    yield

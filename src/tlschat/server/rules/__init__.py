@@ -10,6 +10,7 @@ from typing import Any
 from tlschat.protocol import ClientFrame
 from tlschat.server.rules.admin import AdminRules
 from tlschat.server.rules.base import Context, FileService, Peer
+from tlschat.server.rules.coherence import CoherenceRules
 from tlschat.server.rules.conversations import ConversationRules
 from tlschat.server.rules.edits import EditRules
 from tlschat.server.rules.groups import GroupRules
@@ -37,6 +38,7 @@ class Rules:
         self.edits = EditRules(ctx)
         self.typing = TypingRules(ctx, self.messages)
         self.search = SearchRules(ctx, self.messages)
+        self.coherence = CoherenceRules(ctx, self.session.hold_gone_guest)
         self._handlers: dict[str, Handler] = {
             "hello": self.session.hello,
             "users": self.session.users,

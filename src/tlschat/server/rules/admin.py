@@ -17,6 +17,7 @@ from tlschat.protocol import (
 )
 from tlschat.server.auth import Passwords
 from tlschat.server.rules.base import Context, Peer, logged_in_user
+from tlschat.server.rules.coherence import BANS
 
 log = logging.getLogger("tlschat.server.admin")
 
@@ -46,6 +47,7 @@ class AdminRules:
         reason = f.reason or "banned by an administrator"
         await self.ctx.store.ban(key, reason)
         self.ctx.bans[key] = reason
+        self.ctx.hub.changed(BANS)  # the other nodes close the user's sessions there
         peer.send(Ok(ref=f.ref))
         log.info("ban: %s banned %s", by, f.nick)
         online = self.ctx.hub.online(key)
@@ -59,6 +61,7 @@ class AdminRules:
         if key:
             await self.ctx.store.unban(key)
             self.ctx.bans.pop(key, None)
+            self.ctx.hub.changed(BANS)
         peer.send(Ok(ref=f.ref))
         log.info("unban: %s unbanned %s", by, f.nick[:40])
 

@@ -4,7 +4,7 @@ registry, files) they are written against. No sockets, no SQL."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tlschat.protocol import (
@@ -20,8 +20,8 @@ from tlschat.protocol import (
     parse_address,
 )
 from tlschat.server.hub import Hub
-from tlschat.server.registry import Registry, Room, User
-from tlschat.server.store import Store, StoredGuest
+from tlschat.server.registry import Invitation, Registry, Room, User
+from tlschat.server.store import Store, StoredGuest, StoredRoom
 
 if TYPE_CHECKING:
     from tlschat.config import ServerConfig
@@ -92,9 +92,13 @@ class Context:
         self.registry = registry
         self.files = files
         self.last_id = last_id
-        """The newest message id stored (a new member's history starts after it)."""
+        """The newest message id this node knows is stored (`newest_id` asks the store: other
+        nodes commit ids too)."""
         self.admins = frozenset(name_key(nick) for nick in config.admin)
         """Nick keys of the administrators (`--admin`)."""
+        self.shared_store = config.redis is not None
+        """Other nodes change the store too: a refusal this node's view would give is checked
+        against the store first (`room_as_stored`)."""
         self.bans: dict[str, str] = {}
         """nick key -> reason of every banned nick; loaded from the store at start."""
         self.limits = Limits(
@@ -116,15 +120,20 @@ class Context:
         """Encode once; queue on every logged-in session."""
         self.hub.broadcast(encode(frame))
 
+    async def newest_id(self) -> int:
+        """The newest message id committed by any node. Read it, then use `last_id` with no
+        await in between: a message this node commits meanwhile moves `last_id` past it."""
+        self.last_id = max(self.last_id, await self.store.max_message_id())
+        return self.last_id
+
     def reply(self, peer: Peer, frame: Reply, ref: str | None) -> None:
-        """`frame` with `ref` to the asking session, without it to the user's other sessions."""
+        """`frame` with `ref` to the asking session, without it to the user's other sessions
+        (on every node: through the hub)."""
         peer.send(frame.model_copy(update={"ref": ref}))
         user = peer.user
-        if user is not None and len(user.sessions) > 1:
+        if user is not None:
             data = encode(frame.model_copy(update={"ref": None}))
-            for other in user.sessions:
-                if other is not peer:
-                    other.deliver(data)
+            self.hub.deliver([user.key], data, skip=peer)
 
 
 def address(member: str, value: str) -> tuple[str, str]:
@@ -167,3 +176,35 @@ async def held_guest(ctx: Context, nick_key: str) -> StoredGuest | None:
     if guest is None or (guest.held_until is not None and guest.held_until <= time.time()):
         return None
     return guest
+
+
+def room_from_store(stored: StoredRoom) -> Room:
+    room = Room(name=stored.name, public=stored.public, topic=stored.topic)
+    room.kicked.update(stored.kicked)
+    for member in stored.members:
+        room.members[member.nick_key] = member.nick
+        room.joined_after[member.nick_key] = member.joined_after
+    for invite in stored.invites:
+        room.invites[invite.nick_key] = Invitation(
+            nick=invite.nick_key, by=invite.by, created=invite.created
+        )
+    return room
+
+
+async def reload_room(ctx: Context, key: str) -> Room | None:
+    """Room `key` as the store has it now, in the registry (None: gone)."""
+    stored = await ctx.store.load_rooms(key)
+    fresh = room_from_store(stored[0]) if stored and stored[0].members else None
+    return ctx.registry.refresh_room(key, fresh)
+
+
+async def room_as_stored(
+    ctx: Context, name: str, fits: Callable[[Room | None], bool]
+) -> Room | None:
+    """Room `name` as this node sees it; when that would be refused (`fits` false) and other
+    nodes share the store, as the store has it: a room created, a join or an invitation made
+    on another node a moment ago, whose notification has not come by yet."""
+    room = ctx.registry.room(name) if is_valid_name(name) else None
+    if fits(room) or not ctx.shared_store or not is_valid_name(name):
+        return room
+    return await reload_room(ctx, name_key(name))

@@ -33,7 +33,15 @@ from tlschat.protocol import (
 from tlschat.server.coalesce import Coalescer
 from tlschat.server.fit import fit_rooms
 from tlschat.server.registry import Invitation, Room, User
-from tlschat.server.rules.base import Context, Peer, held_guest, logged_in_user, room_seen_by
+from tlschat.server.rules.base import (
+    Context,
+    Peer,
+    held_guest,
+    logged_in_user,
+    room_as_stored,
+    room_seen_by,
+)
+from tlschat.server.rules.coherence import ROOM
 from tlschat.server.rules.session import public_info, room_info
 from tlschat.server.store import StoredInvite, StoredMember
 
@@ -125,6 +133,7 @@ class GroupRules:
             target = await self._invitee(nick)
             if name_key(target[0]) != user.key:
                 invitees.append(target)
+        await ctx.newest_id()
         if ctx.registry.room(f.room) is not None:  # created while we looked the invitees up
             raise RequestError(ErrorCode.ROOM_EXISTS, f"room {f.room} exists")
         room = Room(name=f.room, public=f.public, topic=f.topic)
@@ -132,6 +141,7 @@ class GroupRules:
         ctx.registry.add_member(room, user.nick, ctx.last_id)
         creator = StoredMember(user.key, user.nick, ctx.last_id)
         await ctx.store.create_room(room.key, room.name, room.public, creator, room.topic)
+        ctx.hub.changed(ROOM, room.key)
         ctx.reply(peer, joined(room), f.ref)
         for nick, registered in invitees:
             await self._invite(room, user, nick, registered)
@@ -142,6 +152,7 @@ class GroupRules:
         created = time.time()
         room.invites[key] = Invitation(nick=nick, by=by.nick, created=created)
         await self.ctx.store.add_invite(room.key, StoredInvite(key, by.nick, created))
+        self.ctx.hub.changed(ROOM, room.key)
         self.ctx.deliver(Invited(room=room.name, by=by.nick, members=room.member_names()), [key])
 
     async def invite(self, peer: Peer, f: Invite) -> None:
@@ -158,7 +169,10 @@ class GroupRules:
 
     async def accept(self, peer: Peer, f: Accept) -> None:
         user = logged_in_user(peer)
-        room = self.ctx.registry.room(f.room) if is_valid_name(f.room) else None
+        await self.ctx.newest_id()  # before the checks: none may go stale before the change
+        room = await room_as_stored(
+            self.ctx, f.room, lambda r: r is not None and user.key in r.invites
+        )
         self._pending(room, user)
         assert room is not None
         self._check_room_size(room)
@@ -167,17 +181,21 @@ class GroupRules:
 
     async def decline(self, peer: Peer, f: Decline) -> None:
         user = logged_in_user(peer)
-        room = self.ctx.registry.room(f.room) if is_valid_name(f.room) else None
+        room = await room_as_stored(
+            self.ctx, f.room, lambda r: r is not None and user.key in r.invites
+        )
         invitation = self._pending(room, user)
         assert room is not None
         del room.invites[user.key]
         await self.ctx.store.delete_invite(room.key, user.key)
+        self.ctx.hub.changed(ROOM, room.key)
         self.ctx.reply(peer, Ok(), f.ref)
         self.ctx.deliver(Declined(room=room.name, nick=user.nick), [name_key(invitation.by)])
 
     async def join(self, peer: Peer, f: Join) -> None:
         user = logged_in_user(peer)
-        room = self.ctx.registry.room(f.room) if is_valid_name(f.room) else None
+        room = await room_as_stored(self.ctx, f.room, lambda r: r is not None and r.public)
+        await self.ctx.newest_id()  # before the checks: none may go stale before the change
         if room is None or not room.public:
             # Private rooms are never revealed to non-members.
             raise RequestError(ErrorCode.NO_SUCH_ROOM, f"no public room {f.room[:40]}")
@@ -196,11 +214,14 @@ class GroupRules:
         await self._add_member(peer, room, f.ref)
 
     async def _add_member(self, peer: Peer, room: Room, ref: str | None) -> None:
+        """Call after `ctx.newest_id()` with no await in between: what any node committed
+        before the join is history to the new member (PROTOCOL.md "Groups")."""
         ctx = self.ctx
         user = logged_in_user(peer)
         ctx.registry.add_member(room, user.nick, ctx.last_id)
-        await ctx.store.add_member(room.key, StoredMember(user.key, user.nick, ctx.last_id))
         room.kicked.pop(user.key, None)  # invited back after a kick: the kick is over
+        await ctx.store.add_member(room.key, StoredMember(user.key, user.nick, ctx.last_id))
+        ctx.hub.changed(ROOM, room.key)
         ctx.reply(peer, joined(room), ref)
         self._announce(room, members=True)
 
@@ -209,8 +230,10 @@ class GroupRules:
         room = room_seen_by(self.ctx, user, f.room)
         if not room.is_member(user.key):
             raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
-        self.ctx.reply(peer, Left(room=room.name), f.ref)
+        # Out of the room on every node first: once told `left`, no session of the user can
+        # send there, whichever node it is on.
         await self.remove_member(room, user.nick)
+        self.ctx.reply(peer, Left(room=room.name), f.ref)
 
     async def topic(self, peer: Peer, f: TopicRequest) -> None:
         user = logged_in_user(peer)
@@ -220,6 +243,7 @@ class GroupRules:
         check_topic(f.topic)
         room.topic = f.topic
         await self.ctx.store.set_topic(room.key, f.topic)
+        self.ctx.hub.changed(ROOM, room.key)
         event = TopicEvent(room=room.name, topic=f.topic, by=user.nick)
         self.ctx.reply(peer, event, f.ref)
         self.ctx.deliver(event, (k for k in room.members if k != user.key))
@@ -243,11 +267,12 @@ class GroupRules:
             until = time.time() + KICK_NO_REJOIN
             room.kicked[target_key] = until
             await ctx.store.add_kick(room.key, target_key, until)
+        # Out of the room on every node first: once told `left`, the user cannot send there.
+        await self.remove_member(room, nick)
         reason = f.reason or None
         ctx.deliver(Left(room=room.name, by=user.nick, reason=reason), [target_key])
         peer.send(Ok(ref=f.ref))
         log.info("kick: %s removed %s from %s", user.nick, nick, room.name)
-        await self.remove_member(room, nick)
 
     async def rooms(self, peer: Peer, f: Any) -> None:
         ctx = self.ctx
@@ -267,12 +292,14 @@ class GroupRules:
         ctx.registry.remove_member(room, nick)
         if room.members:
             await ctx.store.remove_member(room.key, name_key(nick))
+            ctx.hub.changed(ROOM, room.key)
             self._announce(room, members=True)
             return
         ctx.registry.remove_room(room)
         self._members_news.forget(room.key)
         self._room_news.forget(room.key)
         await ctx.store.delete_room(room.key)
+        ctx.hub.changed(ROOM, room.key)
         log.info("room %s deleted: no members left", room.name)
         if room.public:  # gone: said at once, never coalesced away
             ctx.broadcast(RoomEvent(room=room.name, members=0))

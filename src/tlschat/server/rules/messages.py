@@ -25,6 +25,7 @@ from tlschat.server.rules.base import (
     address,
     held_guest,
     logged_in_user,
+    room_as_stored,
     room_seen_by,
 )
 from tlschat.server.store import NewMessage, StoredMessage
@@ -54,7 +55,9 @@ class MessageRules:
         guest = await held_guest(self.ctx, nick_key)
         return guest.identity if guest is not None else nick_key
 
-    def _member_room(self, user: User, name: str) -> Room:
+    async def _member_room(self, user: User, name: str) -> Room:
+        # Joined on another node a moment ago? The store says so before we refuse.
+        await room_as_stored(self.ctx, name, lambda r: r is not None and r.is_member(user.key))
         room = room_seen_by(self.ctx, user, name)
         if not room.is_member(user.key):
             raise RequestError(ErrorCode.NOT_MEMBER, f"you are not in {room.name}")
@@ -81,7 +84,7 @@ class MessageRules:
             dm = (user.identity, target[0])
             recipients = [name_key(name), user.key]
         else:
-            room = self._member_room(user, name)
+            room = await self._member_room(user, name)
             recipients = list(room.members)
         meta = None
         grant: tuple[str, ...] = ()

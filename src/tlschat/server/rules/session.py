@@ -35,6 +35,7 @@ from tlschat.server import metrics
 from tlschat.server.auth import (
     REGISTRATION_WINDOW,
     Attempt,
+    FailedLogins,
     LoginThrottle,
     Passwords,
     RegistrationLimit,
@@ -42,6 +43,7 @@ from tlschat.server.auth import (
 from tlschat.server.fit import encode_with_online, fit_users, fit_welcome
 from tlschat.server.registry import Room, User
 from tlschat.server.rules.base import Context, Peer, logged_in_user
+from tlschat.server.rules.coherence import ROOM
 from tlschat.server.rules.conversations import ConversationRules
 from tlschat.server.rules.messages import message_frames
 from tlschat.server.store import StoredGuest
@@ -58,8 +60,13 @@ class SessionRules:
         self._tasks: set[asyncio.Task[None]] = set()
         self.passwords = Passwords(ctx.config.hash_concurrency)
         cfg = ctx.config
-        self.throttle = LoginThrottle(
-            cfg.max_login_failures, cfg.max_nick_failures, cfg.login_failure_window
+        window = cfg.login_failure_window
+        hub = ctx.hub
+        self.throttle = FailedLogins(
+            LoginThrottle(cfg.max_login_failures, cfg.max_nick_failures, window),
+            hub.event_window("login_failures_ip", cfg.max_login_failures, window),
+            hub.event_window("login_failures_nick", cfg.max_nick_failures, window),
+            hub.event_window("login_failed_pair", 1, LoginThrottle.REMEMBER),
         )
         self.registrations = RegistrationLimit(
             ctx.hub.event_window("registrations", cfg.max_registrations, REGISTRATION_WINDOW)
@@ -114,6 +121,7 @@ class SessionRules:
                 user, token = await self._guest(peer, key, nick, guest, f.resume)
         partners = await self._dm_partners(user)
         conversations = await self.conversations.of(user)
+        await ctx.newest_id()  # the welcome's `last_id`: any node's
         # Awaits above let others in: check again before taking the nick.
         online = ctx.hub.online(key)
         if online is not None and not (online.registered and user.registered):
@@ -166,7 +174,7 @@ class SessionRules:
                 raise RequestError(
                     ErrorCode.NICK_TAKEN, f"{held.nick} is held for its guest (give its token)"
                 )
-            attempt = self.throttle.begin(key, peer.peer_ip)
+            attempt = await self.throttle.begin(key, peer.peer_ip)
             if not isinstance(attempt, Attempt):
                 raise RequestError(
                     ErrorCode.RATE_LIMITED,
@@ -174,7 +182,7 @@ class SessionRules:
                     retry_after_ms=int(attempt * 1000) + 1,
                 )
             if not hmac.compare_digest(_token_hash(resume), held.token_hash):
-                self.throttle.failed(attempt)
+                await self.throttle.failed(attempt)
                 log.info("wrong resume token for guest %s from %s", key, peer.peer_ip)
                 raise RequestError(ErrorCode.NICK_TAKEN, f"{held.nick} is held for its guest")
             self.throttle.succeeded(attempt)
@@ -227,18 +235,33 @@ class SessionRules:
             return
         for room in ctx.registry.rooms_of(key):
             await self._remove_member(room, guest.nick)
-        for room in ctx.registry.rooms.values():
-            room.invites.pop(key, None)
+        invited = [room for room in ctx.registry.rooms.values() if room.invites.pop(key, None)]
         await ctx.store.delete_guest(key, guest.identity)
+        for room in invited:
+            ctx.hub.changed(ROOM, room.key)
         log.info("guest %s is gone (its hold ended)", guest.nick)
         ctx.hub.broadcast(encode(Presence(nick=guest.nick, online=False, gone=True)))
 
+    async def hold_gone_guest(self, key: str) -> None:
+        """The node that held this guest's sessions died (this node declared it dead): its
+        hold runs from now, here, as if its last session had ended."""
+        ctx = self.ctx
+        guest = await ctx.store.get_guest(key)
+        if guest is None or guest.held_until is not None or ctx.hub.online(key) is not None:
+            return  # gone, held already, or back on some node
+        hold = ctx.config.guest_hold
+        await ctx.store.hold_guest(key, time.time() + hold, guest.last_delivered)
+        self._schedule_hold_end(key, hold)
+        log.info("guest %s is held: its node stopped", guest.nick)
+
     async def resume_holds(self) -> None:
-        """At start: guests online when the server stopped are held from now; holds that ended
-        while it was down end now; the others end when they are due."""
+        """At start: guests online when the server stopped are held from now (not those
+        online on another node of the cluster); holds that ended while it was down end now;
+        the others end when they are due."""
         ctx = self.ctx
         now = time.time()
-        await ctx.store.hold_online_guests(now + ctx.config.guest_hold)
+        elsewhere = [key for key, _ in ctx.hub.online_entries()]
+        await ctx.store.hold_online_guests(now + ctx.config.guest_hold, elsewhere)
         for guest in await ctx.store.guests_held_until(float("inf")):
             assert guest.held_until is not None
             if guest.held_until <= now:
@@ -255,7 +278,7 @@ class SessionRules:
 
     async def _check_password(self, peer: Peer, key: str, pw_hash: str, password: str) -> None:
         """Return if `password` is right, else refuse; the attempt counts from its start."""
-        attempt = self.throttle.begin(key, peer.peer_ip)
+        attempt = await self.throttle.begin(key, peer.peer_ip)
         if not isinstance(attempt, Attempt):
             raise RequestError(
                 ErrorCode.RATE_LIMITED,
@@ -268,7 +291,7 @@ class SessionRules:
             self.throttle.abandoned(attempt)
             raise
         if not right:
-            self.throttle.failed(attempt)
+            await self.throttle.failed(attempt)
             log.info("login failed: %s from %s: wrong password", key, peer.peer_ip)
             metrics.LOGIN_FAILURES.inc()
             raise RequestError(ErrorCode.AUTH_FAILED, "wrong password")

@@ -38,7 +38,7 @@ class TypingRules:
             # The other party only: a note to self is typed to nobody.
             recipients = [] if name_key(name) == user.key else [name_key(name)]
         else:
-            room = self.messages._member_room(user, name)
+            room = await self.messages._member_room(user, name)
             recipients = [key for key in room.members if key != user.key]
         now = self.clock()
         key = (user.identity, kind + name_key(name))
