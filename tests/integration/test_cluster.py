@@ -426,8 +426,21 @@ async def test_a_dead_node_s_users_go_offline_and_a_restarted_node_rejoins(
     assert got["text"] == "welcome back"
 
 
-def test_the_cluster_shares_one_files_directory_when_the_daemon_can(cluster: Cluster) -> None:
-    if cluster.files_dir is None:
-        pytest.skip("the daemon has no --files-dir yet (cluster-rules)")
-    for node in cluster.nodes:
-        assert f"--files-dir {cluster.files_dir}" in " ".join(node.args)
+async def test_a_file_uploaded_on_one_node_downloads_from_the_others(
+    nodes: Cluster, client_ctx: Any, clients: list[ChatClient]
+) -> None:
+    assert nodes.files_dir is not None, "the daemon has no --files-dir"
+    alice, bob = nick("alice"), nick("bob")
+    uploader = cluster_client(nodes, 0, alice, client_ctx, clients)
+    readers = [cluster_client(nodes, i, bob, client_ctx, clients) for i in (1, 2)]
+    for client in (uploader, *readers):
+        async with asyncio.timeout(timeout(15)):
+            await client.connect()
+    data = bytes(range(256)) * 300  # several chunks
+    meta = await uploader.upload("notes.bin", data)
+    echo = await uploader.send_message(f"@{bob}", "the notes", file=meta.id)
+    assert echo.file is not None
+    for reader in readers:
+        assert reader.port != uploader.port
+        async with asyncio.timeout(timeout(10)):
+            assert await reader.download(meta.id, meta=meta) == data
