@@ -136,6 +136,8 @@ class Cluster:
         heartbeat: float = HEARTBEAT,
     ) -> None:
         self.root = root
+        self.database = database
+        self.redis = redis
         common = [
             "--database", database,
             "--redis", redis,

@@ -446,6 +446,28 @@ async def test_a_file_uploaded_on_one_node_downloads_from_the_others(
             assert await reader.download(meta.id, meta=meta) == data
 
 
+async def test_a_node_reports_the_cluster_in_its_metrics(
+    nodes: Cluster, start_server: Any, dial: Dialer
+) -> None:
+    from tests.integration.test_metrics import scrape, value
+
+    # A fourth node, in this process, joins the three (its own data directory).
+    fourth = await start_server(
+        database=nodes.database, redis=nodes.redis, metrics="127.0.0.1:0", node_heartbeat=0.5
+    )
+    assert fourth.metrics is not None
+    alice, bob = nick("alice"), nick("bob")
+    a = await login(dial, fourth, alice)
+    b = await login(dial, nodes.nodes[1], bob)
+    echo = await b.request({"type": "send", "to": f"@{alice}", "text": "to the fourth"})
+    await a.recv_match(type="message", id=echo["id"])
+    samples = await scrape(fourth.metrics.port)
+    assert value(samples, "tlschat_cluster_redis_connected") == 1
+    assert value(samples, "tlschat_cluster_position") >= echo["id"]
+    assert ("tlschat_cluster_messages_held", ()) in samples
+    assert value(samples, "tlschat_users_online") >= 1
+
+
 # --- what the kill test found ---------------------------------------------------------------------
 
 

@@ -139,6 +139,32 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "tlschat_users_online", "Users with at least one session.", value=len(server.hub.users)
         )
+        if server.config.redis is not None:
+            yield from _cluster_gauges(server)
+
+
+def _cluster_gauges(server: ChatServer) -> Iterator[Any]:
+    """With --redis: is Redis answering, and how many messages wait for another node."""
+    from tlschat.server.redis_hub import RedisHub
+
+    hub = server.hub
+    if not isinstance(hub, RedisHub):
+        return
+    yield GaugeMetricFamily(
+        "tlschat_cluster_redis_connected",
+        "1 while Redis answers; 0 while messages are refused with unavailable.",
+        value=1 if hub.connected else 0,
+    )
+    yield GaugeMetricFamily(
+        "tlschat_cluster_messages_held",
+        "Messages stored but held back until every live node's position has passed them.",
+        value=hub.held(),
+    )
+    yield GaugeMetricFamily(
+        "tlschat_cluster_position",
+        "This node's stream position: every id it will still commit is above it.",
+        value=hub.position(),
+    )
 
 
 def make_registry(server: ChatServer) -> CollectorRegistry:
