@@ -2,7 +2,7 @@
 
 PROTOCOL.md "Limits and abuse": with several nodes behind one address, a limit counted per node
 would multiply by the number of nodes, so the account limits (registrations per IP; failed
-logins next, see docs/architecture.md "Several nodes") are counted where every node sees them.
+logins, server/auth.py `FailedLogins`) are counted where every node sees them.
 The per-connection limits stay in each connection (sansio.py).
 """
 

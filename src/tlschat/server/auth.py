@@ -158,15 +158,18 @@ class FailedLogins:
     async def begin(self, nick_key: str, ip: str) -> Attempt | float:
         """Take the slots for an attempt, or return the seconds to wait (`rate_limited`)."""
         attempt = self.local.begin(nick_key, ip)
-        if not isinstance(attempt, Attempt):
-            return attempt
         try:
+            # Asked even when this node refuses: the wait is the longer of the two (a failure
+            # is counted when its verdict comes, after its slot was taken here).
             wait = await self._by_ip.blocked_for(ip)
-            if not wait and await self._pairs.blocked_for(f"{nick_key} {ip}"):
-                wait = await self._by_nick.blocked_for(nick_key)
+            if await self._pairs.blocked_for(f"{nick_key} {ip}"):
+                wait = max(wait, await self._by_nick.blocked_for(nick_key))
         except BaseException:
-            self.local.abandoned(attempt)
+            if isinstance(attempt, Attempt):
+                self.local.abandoned(attempt)
             raise
+        if not isinstance(attempt, Attempt):
+            return max(attempt, wait)
         if wait:
             self.local.abandoned(attempt)
             return wait
