@@ -95,11 +95,11 @@ class Node:
         )
         self.starts += 1
 
-    def wait_listening(self, seconds: float = 30) -> None:
+    def wait_listening(self) -> None:
+        """Until the start-up line (Daemon.started: 20 s, scaled by the tests' factor)."""
         assert self.daemon is not None
         port = self.daemon.started()
         assert port == self.port, (port, self.port)
-        del seconds  # Daemon.started has its own (scaled) deadline
 
     def start(self) -> None:
         self.spawn()
