@@ -471,11 +471,6 @@ async def test_a_node_reports_the_cluster_in_its_metrics(
 # --- what the kill test found ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules/session.py ends the replay with the last id replayed (0 when none), not with "
-    "the hello's last_seen: peer.end_replay(max(last, f.last_seen or 0)) fixes it",
-)
 async def test_a_live_message_at_or_below_last_seen_is_not_sent_again(connect: Any) -> None:
     """In a cluster, a client that saw id N on a node that died resumes elsewhere with
     `last_seen` N while N may not be released there yet: the replay (ids above N) is empty and N

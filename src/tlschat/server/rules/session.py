@@ -142,14 +142,18 @@ class SessionRules:
         )
         peer.deliver(self._welcome(user, partners, conversations, token, f.ref))
         peer.begin_replay()
+        after = f.last_seen if f.last_seen is not None else user.last_delivered
         last = 0
         try:
             if first:
                 ctx.hub.broadcast(encode(Presence(nick=user.nick, online=True)))
-            after = f.last_seen if f.last_seen is not None else user.last_delivered
             last = await self._replay(peer, user, after)
         finally:
-            peer.end_replay(last)
+            # The floor is what the client has, not only what was replayed: in a cluster a
+            # message at or below `last_seen` may still be held back here and come live later.
+            # Never above the newest id there is: a `last_seen` from some other server's
+            # numbering must not silence this session.
+            peer.end_replay(max(last, min(after or 0, ctx.last_id)))
 
     # --- guests and their hold -------------------------------------------------------------
 
