@@ -38,6 +38,7 @@ from tlschat.server.rules.base import (
     Peer,
     held_guest,
     logged_in_user,
+    reload_room,
     room_as_stored,
     room_seen_by,
 )
@@ -221,6 +222,7 @@ class GroupRules:
         ctx.registry.add_member(room, user.nick, ctx.last_id)
         room.kicked.pop(user.key, None)  # invited back after a kick: the kick is over
         await ctx.store.add_member(room.key, StoredMember(user.key, user.nick, ctx.last_id))
+        await self._as_stored(room)
         ctx.hub.changed(ROOM, room.key)
         ctx.reply(peer, joined(room), ref)
         self._announce(room, members=True)
@@ -290,12 +292,22 @@ class GroupRules:
         """Take `nick` out; tell the rest; delete the room with its history once it is empty."""
         ctx = self.ctx
         ctx.registry.remove_member(room, nick)
-        if room.members:
+        if ctx.shared_store:
+            # This view may lack members who joined on another node a moment ago: the store
+            # decides whether anyone is left (never delete a room others are in).
             await ctx.store.remove_member(room.key, name_key(nick))
+            await self._as_stored(room)
+            left_in = ctx.registry.rooms.get(room.key) is room and bool(room.members)
+        else:
+            left_in = bool(room.members)
+        if left_in:
+            if not ctx.shared_store:
+                await ctx.store.remove_member(room.key, name_key(nick))
             ctx.hub.changed(ROOM, room.key)
             self._announce(room, members=True)
             return
-        ctx.registry.remove_room(room)
+        if ctx.registry.rooms.get(room.key) is room:
+            ctx.registry.remove_room(room)
         self._members_news.forget(room.key)
         self._room_news.forget(room.key)
         await ctx.store.delete_room(room.key)
@@ -303,6 +315,14 @@ class GroupRules:
         log.info("room %s deleted: no members left", room.name)
         if room.public:  # gone: said at once, never coalesced away
             ctx.broadcast(RoomEvent(room=room.name, members=0))
+
+    async def _as_stored(self, room: Room) -> None:
+        """With other nodes on the same store, make this view of `room` what the store has
+        after our write, before it is told to anyone: a membership change made on another node
+        may not have come by yet (docs/architecture.md "Several nodes"). `room` is updated in
+        place; one node alone has the truth already."""
+        if self.ctx.shared_store:
+            await reload_room(self.ctx, room.key)
 
     def _announce(self, room: Room, *, members: bool = False) -> None:
         """Tell the members who is in `room` and everyone how big a public room is: at once,
