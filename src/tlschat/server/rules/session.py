@@ -143,6 +143,10 @@ class SessionRules:
         peer.deliver(self._welcome(user, partners, conversations, token, f.ref))
         peer.begin_replay()
         after = f.last_seen if f.last_seen is not None else user.last_delivered
+        # Never above the newest id there was at the welcome: a `last_seen` from some other
+        # server's numbering must not silence this session (read now: ids committed during
+        # the replay are above it and must come).
+        floor = min(after or 0, ctx.last_id)
         last = 0
         try:
             if first:
@@ -151,9 +155,7 @@ class SessionRules:
         finally:
             # The floor is what the client has, not only what was replayed: in a cluster a
             # message at or below `last_seen` may still be held back here and come live later.
-            # Never above the newest id there is: a `last_seen` from some other server's
-            # numbering must not silence this session.
-            peer.end_replay(max(last, min(after or 0, ctx.last_id)))
+            peer.end_replay(max(last, floor))
 
     # --- guests and their hold -------------------------------------------------------------
 
