@@ -25,10 +25,13 @@ from tests.wire import Wire, timeout
 TSHARK = shutil.which("tshark")
 DUMPCAP = shutil.which("dumpcap")
 
-pytestmark = pytest.mark.skipif(
-    TSHARK is None or DUMPCAP is None,
-    reason="needs tshark and dumpcap (Debian package tshark; .ci/run installs it)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        TSHARK is None or DUMPCAP is None,
+        reason="needs tshark and dumpcap (Debian package tshark; .ci/run installs it)",
+    ),
+    pytest.mark.store_agnostic,
+]
 
 TLS13 = "0x0304"
 TLS13_SUITES = {"0x1301", "0x1302", "0x1303"}

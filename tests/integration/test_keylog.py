@@ -21,6 +21,8 @@ from tests.wire import timeout
 
 from tlschat.server.daemon import listen_port
 
+pytestmark = pytest.mark.store_agnostic  # run once, not again on PostgreSQL
+
 TLSCHAT = [sys.executable, "-m", "tlschat"]
 
 TLS13_LABELS = {

@@ -20,6 +20,8 @@ from tests.wire import Wire
 from tlschat import certs
 from tlschat.server.logs import setup_logging
 
+pytestmark = pytest.mark.store_agnostic  # run once, not again on PostgreSQL
+
 PASSWORD = "correct horse battery staple"
 MARKER = "zebra-marker-7731"
 SECRET = "pw-marker-5519"

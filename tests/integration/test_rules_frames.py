@@ -17,7 +17,10 @@ from tests.integration.helpers_rules import (
 
 from tlschat.protocol import HEADER
 
-pytestmark = pytest.mark.usefixtures("conformance")
+pytestmark = [
+    pytest.mark.usefixtures("conformance"),
+    pytest.mark.store_agnostic,
+]
 
 
 async def still_open(wire: Any, ref: str = "alive") -> None:

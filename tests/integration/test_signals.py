@@ -17,6 +17,8 @@ from tests.wire import Wire, timeout
 from tlschat import tls
 from tlschat.server.daemon import listen_port
 
+pytestmark = pytest.mark.store_agnostic  # run once, not again on PostgreSQL
+
 LIMITS = ["--max-conns", "4000", "--max-per-ip", "4000", "--max-unauth", "4000"]
 
 

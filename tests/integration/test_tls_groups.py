@@ -18,7 +18,10 @@ from tests.wire import timeout
 from tlschat import tls
 from tlschat.tls import TlsInfo
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl"),
+    pytest.mark.store_agnostic,
+]
 
 Outcome = TlsInfo | Exception
 """What the server saw of one connection: the negotiated parameters, or the handshake error."""

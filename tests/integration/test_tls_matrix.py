@@ -20,7 +20,10 @@ import trustme
 from tests.conftest import CertFiles
 from tests.wire import timeout
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl"),
+    pytest.mark.store_agnostic,
+]
 
 SUITES = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
 OLD = ["-cipher", "DEFAULT@SECLEVEL=0"]  # lets OpenSSL 3 offer TLS 1.0/1.1 at all
