@@ -451,7 +451,9 @@ def backup(data_dir: Path, dest: Path) -> None:
     help="where to write it (a file or a folder; '-' is standard output); default: its name here",
 )
 @click.option(
-    "--sha256", default=None, help="the file's SHA-256, when its message is not in recent history"
+    "--sha256",
+    default=None,
+    help="the file's SHA-256, checked as well (needed only with a server that does not send it)",
 )
 @click.option(
     "--cafile", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None

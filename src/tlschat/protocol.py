@@ -647,6 +647,9 @@ class FileData(Reply):
     seq: NonNegative
     data: str
     last: bool
+    meta: FileMeta | None = None
+    """Our extension (docs/protocol.md "Files"): the first frame (`seq` 0) carries the file's
+    metadata, so a download can be verified without the message that carried the file."""
 
 
 class Bye(Reply):

@@ -21,16 +21,20 @@ from tests.wire import timeout
 
 from tlschat.client import ChatClient
 from tlschat.client import connection as client_connection
+from tlschat.client.connection import UnverifiableDownload
 from tlschat.protocol import (
     Chunk,
+    FileData,
     FileMeta,
     ProtocolError,
     Request,
     RequestFailed,
     Upload,
 )
+from tlschat.server.files import FileStore
 
 HOST = "127.0.0.1"
+PASSWORD = "correct horse battery staple"
 MiB = 1024 * 1024
 
 
@@ -225,6 +229,51 @@ async def test_download_is_verified_against_the_metadata(server: Any, login: Log
     with pytest.raises(ProtocolError):
         await alice.download(meta.id, meta=shorter)
     assert await alice.download(meta.id, meta=meta) == data
+
+
+async def test_download_is_verified_against_the_first_frames_metadata(
+    server: Any, login: Login, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/protocol.md "Files": a client that never saw the file's message verifies the bytes by
+    # the metadata the download's first frame carries; a mismatch writes nothing.
+    uploader = await login(server, "alice", password=PASSWORD)
+    data = noise(100_000, seed=2)
+    meta = await uploader.upload("data.bin", data)
+    fresh = await login(server, "alice", password=PASSWORD)  # has seen no metadata of it
+    target = tmp_path / "data.bin"
+    await fresh.download_to(meta.id, target, require_verification=True)
+    assert target.read_bytes() == data
+
+    send_file_data = FileStore._file_data
+
+    def lying(store: FileStore, frame: FileData, meta: FileMeta | None) -> bytes:
+        if meta is not None:
+            meta = meta.model_copy(update={"sha256": sha(b"something else")})
+        return send_file_data(store, frame, meta)
+
+    monkeypatch.setattr(FileStore, "_file_data", lying)
+    other = tmp_path / "other.bin"
+    with pytest.raises(ProtocolError):
+        await fresh.download_to(meta.id, other)
+    with pytest.raises(ProtocolError):
+        await fresh.download(meta.id)
+    assert not other.exists()
+    assert leftovers(tmp_path) == []
+
+    # A server that sends no metadata (older than the extension): the caller's SHA-256 stands
+    # in for it, and without one a download that must be verified is refused before writing.
+    def silent(store: FileStore, frame: FileData, meta: FileMeta | None) -> bytes:
+        return send_file_data(store, frame, None)
+
+    monkeypatch.setattr(FileStore, "_file_data", silent)
+    with pytest.raises(UnverifiableDownload):
+        await fresh.download_to(meta.id, other, require_verification=True)
+    assert not other.exists()
+    assert leftovers(tmp_path) == []
+    with pytest.raises(ProtocolError):
+        await fresh.download(meta.id, sha256=sha(b"something else"))
+    await fresh.download_to(meta.id, other, sha256=meta.sha256, require_verification=True)
+    assert other.read_bytes() == data
 
 
 # --- limits -------------------------------------------------------------------------------------

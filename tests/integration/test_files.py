@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import itertools
+import json
 import os
 import random
 import ssl
@@ -133,6 +134,18 @@ async def download(wire: Wire, file_id: str, seconds: float = 10) -> bytes | dic
             return b"".join(parts)
 
 
+async def download_frames(wire: Wire, file_id: str) -> list[dict[str, Any]]:
+    """Every `file_data` frame of a download, as sent."""
+    ref = f"dl{next(_refs)}"
+    await wire.send({"type": "download", "file": file_id, "ref": ref})
+    frames: list[dict[str, Any]] = []
+    while not frames or not frames[-1]["last"]:
+        frame = await wire.recv_match(10, ref=ref)
+        assert frame["type"] == "file_data", frame
+        frames.append(frame)
+    return frames
+
+
 def stored_files(server: Any) -> list[Path]:
     """Everything under the data directory's files/ except the (empty) temporary folder."""
     root = Path(server.data_dir) / "files"
@@ -188,6 +201,37 @@ async def test_image_round_trip(connect: Any, fmt: str, mime: str, name: str) ->
     assert received["file"] == meta
     assert await download(bob, meta["id"]) == data
     assert await download(alice, meta["id"]) == data
+
+
+async def test_the_first_file_data_frame_carries_the_metadata(
+    start_server: Any, dial: Dialer
+) -> None:
+    # docs/protocol.md "Files": seq 0 also carries FILE_META, as `uploaded` said it. The
+    # smallest max_frame the chunk allows and a long name: the frame must still fit.
+    max_frame = 4096
+    server = await start_server(max_frame=max_frame, chunk=(max_frame - 256) * 3 // 4)
+    alice = await dial.open(server, "alice")
+    bob = await dial.open(server, "bob")
+    data = image("PNG", (64, 48))  # noise: a few chunks
+    meta = await uploaded(alice, data, "é" * 200 + ".png")
+    await alice.request({"type": "send", "to": "@bob", "text": "", "file": meta["id"]})
+
+    for wire in (alice, bob):
+        frames = await download_frames(wire, meta["id"])
+        assert len(frames) > 2
+        assert frames[0]["meta"] == meta
+        assert all("meta" not in frame for frame in frames[1:])
+        assert b"".join(base64.b64decode(frame["data"]) for frame in frames) == data
+        sizes = [
+            len(json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode())
+            for frame in frames
+        ]
+        assert max(sizes) <= max_frame
+
+    # An empty file too: its one frame is the first.
+    empty = await uploaded(alice, b"", "empty.txt")
+    (only,) = await download_frames(alice, empty["id"])
+    assert (only["data"], only["last"], only["meta"]) == ("", True, empty)
 
 
 async def test_animated_gif_is_verified_and_sized(connect: Any) -> None:

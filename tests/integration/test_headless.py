@@ -565,6 +565,47 @@ async def test_send_file_tail_json_get_round_trip(
     assert "may not download" in assert_one_clean_line(err)
 
 
+async def test_get_verifies_a_file_older_than_the_newest_history_page(
+    server: Any, cert_files: Any, chat: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    # The message carrying the file is not in the newest page (200) of its conversation: `get`
+    # verifies it by the metadata of the download's first frame (docs/protocol.md "Files").
+    original = png_bytes(color="blue")
+    hostport, ca = f"{HOST}:{server.port}", str(cert_files.ca)
+    env = {**env, "ALICE_PW": PASSWORD}
+    alice, _ = await chat("alice", password=PASSWORD)  # registered: `get` logs in as her too
+    bob, _ = await chat("bob")
+    meta = await bob.upload("blue.png", original)
+    await bob.send_message("@alice", "old news", file=meta.id)
+    for n in range(201):
+        await bob.send_message("@alice", f"newer {n}")
+    page = await alice.history("@bob", limit=200)
+    assert all(message.file is None for message in page.messages)
+    base = ("get", hostport, "alice", meta.id, "--password-env", "ALICE_PW", "--cafile", ca)
+
+    target = tmp_path / "got.png"
+    code, out, err = await tlschat(*base, "-o", str(target), env=env)
+    assert (code, out, err) == (0, "", "")
+    assert target.read_bytes() == original
+    # Without -o: under its own name, which only the first frame told.
+    workdir = tmp_path / "here"
+    workdir.mkdir()
+    code, _, err = await tlschat_raw(*base, env=env, cwd=workdir)
+    assert (code, err) == (0, "")
+    assert (workdir / "blue.png").read_bytes() == original
+
+    # --sha256 is checked as well: one the bytes do not have writes nothing.
+    wrong = tmp_path / "wrong.png"
+    code, _, err = await tlschat(*base, "--sha256", "0" * 64, "-o", str(wrong), env=env)
+    assert code != 0
+    assert "SHA-256" in assert_one_clean_line(err)
+    assert not wrong.exists()
+    code, raw, err = await tlschat_raw(*base, "--sha256", "0" * 64, "-o", "-", env=env)
+    assert (code != 0, raw) == (True, b"")
+    assert "SHA-256" in assert_one_clean_line(err)
+    assert not list(tmp_path.glob("*.part"))  # noqa: ASYNC240 - a test's own check
+
+
 async def test_send_file_errors_are_one_line(
     start_server: Any, cert_files: Any, env: dict[str, str], tmp_path: Path
 ) -> None:

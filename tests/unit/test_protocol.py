@@ -210,7 +210,8 @@ SERVER_FRAMES: dict[str, st.SearchStrategy[Any]] = {
     "upload_ready": st.builds(p.UploadReady, ref=REF, upload=TEXT, chunk=NONNEG),
     "uploaded": st.builds(p.Uploaded, ref=REF, file=FILE_META),
     "file_data": st.builds(
-        p.FileData, ref=REF, file=TEXT, seq=NONNEG, data=TEXT, last=st.booleans()
+        p.FileData, ref=REF, file=TEXT, seq=NONNEG, data=TEXT, last=st.booleans(),
+        meta=st.none() | FILE_META,
     ),
     "bye": st.builds(p.Bye, ref=REF, reason=TEXT),
     "conversations": st.builds(p.Conversations, ref=REF, conversations=tuples(CONVERSATION_INFO)),

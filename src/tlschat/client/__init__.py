@@ -8,6 +8,7 @@ from tlschat.client.connection import (
     StateChanged,
     Trust,
     TrustError,
+    UnverifiableDownload,
 )
 from tlschat.client.known_hosts import KnownHosts
 from tlschat.client.server_list import NoServerAnswered
@@ -22,4 +23,5 @@ __all__ = [
     "StateChanged",
     "Trust",
     "TrustError",
+    "UnverifiableDownload",
 ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self, TypeAlias, TypeVar
+from typing import Literal, Protocol, Self, TypeAlias, TypeVar
 
 from tlschat import __version__, tls
 from tlschat.address import Server, format_hostport
@@ -204,6 +204,18 @@ Event: TypeAlias = ServerFrame | StateChanged
 
 Progress: TypeAlias = Callable[[int, int], None]
 """`progress(done, total)`: bytes of a transfer so far, called from the event loop."""
+
+TargetChooser: TypeAlias = Callable[[FileMeta | None], Path]
+"""Where `download_to()` writes, decided from the file's metadata (None when none is known) once
+the first `file_data` frame has come; called in a worker thread before any byte is written, it
+may raise to abandon the download (say, OSError for a target that exists)."""
+
+
+class UnverifiableDownload(ProtocolError):
+    """A download that had to be verified, but neither its metadata (given, seen in a message
+    or upload, or sent with its first `file_data` frame) nor a SHA-256 to check it by is known:
+    a server that predates `file_data.meta`. Raised before any byte is kept."""
+
 
 _PUSHED = (
     Message, Presence, Invited, Joined, Members, Declined, RoomEvent, Left, Bye, Read, TypingEvent
@@ -563,33 +575,48 @@ class ChatClient:
         self._check_upload_size(size)
         return await self._upload(path.name, size, digest, _FileReader(path).read, progress)
 
-    async def download(self, file_id: str, *, meta: FileMeta | None = None) -> bytes:
+    async def download(
+        self,
+        file_id: str,
+        *,
+        meta: FileMeta | None = None,
+        sha256: str | None = None,
+        require_verification: bool = False,
+    ) -> bytes:
         """The bytes of a file (one that you sent or received).
 
         Verified against the file's size and SHA-256 when its metadata is known: `meta`, or what
-        this client saw in an upload, a message or a history reply (ProtocolError on a
-        mismatch). Chat events keep flowing to `events()` meanwhile. Raise RequestFailed
-        (`no_such_file` for a file you may not have), ConnectionClosed, TimeoutError.
+        this client saw in an upload, a message or a history reply, or else what the server sent
+        with the first `file_data` frame (docs/protocol.md "Files"); and against `sha256` when
+        given. ProtocolError on a mismatch; UnverifiableDownload when `require_verification`
+        and there is nothing to verify against. Chat events keep flowing to `events()`
+        meanwhile. Raise RequestFailed (`no_such_file` for a file you may not have),
+        ConnectionClosed, TimeoutError.
         """
-        parts: list[bytes] = []
+        sink = _MemorySink()
+        await self._download(file_id, meta, sink, sha256, require_verification)
+        return b"".join(sink.parts)
 
-        async def keep(data: bytes) -> None:
-            parts.append(data)
-
-        await self._download(file_id, meta, keep)
-        return b"".join(parts)
-
-    async def download_to(self, file_id: str, path: Path, *, meta: FileMeta | None = None) -> None:
+    async def download_to(
+        self,
+        file_id: str,
+        path: Path | TargetChooser,
+        *,
+        meta: FileMeta | None = None,
+        sha256: str | None = None,
+        require_verification: bool = False,
+    ) -> None:
         """Download a file into `path`, streaming it to disk; as `download()` otherwise.
 
-        The bytes go to a temporary file beside `path` (mode 0600) that replaces `path` only once
-        the whole file has arrived and been verified; on any failure `path` is left untouched.
+        `path` may be a TargetChooser: the target is then decided once the metadata is known
+        (a file's own name, which only the first frame may tell). The bytes go to a temporary
+        file beside the target (mode 0600) that replaces it only once the whole file has arrived
+        and been verified; on any failure the target is left untouched.
         """
-        path = Path(path)
-        sink = _DiskSink(await asyncio.to_thread(_temp_beside, path))
+        sink = _DiskSink(path if callable(path) else _fixed_target(Path(path)))
         try:
-            await self._download(file_id, meta, sink.write)
-            await sink.commit(path)
+            await self._download(file_id, meta, sink, sha256, require_verification)
+            await sink.commit()
         finally:
             sink.discard()
 
@@ -772,15 +799,15 @@ class ChatClient:
         self,
         file_id: str,
         meta: FileMeta | None,
-        consume: Callable[[bytes], Awaitable[None]],
+        sink: _Sink,
+        sha256: str | None,
+        require_verification: bool,
     ) -> None:
-        """Ask for a file and hand its bytes to `consume` in order; verify them against `meta`
-        (or the metadata seen for `file_id`) when known."""
+        """Ask for a file and hand its bytes to `sink` in order; verify them against `meta` (or
+        the metadata seen for `file_id`, or that of the first frame) and `sha256` when known."""
         if meta is not None and meta.id != file_id:
             raise ValueError(f"meta is for file {meta.id!r}, not {file_id!r}")
         meta = meta or self._file_metas.get(file_id)
-        # Not welcome.limits.max_upload: files stored under a higher limit stay downloadable.
-        limit = meta.size if meta is not None else None
         link = self._ready_link()
         ref = self._next_ref()
         stream: asyncio.Queue[ServerFrame | None] = asyncio.Queue()
@@ -800,25 +827,35 @@ class ChatClient:
                     raise ProtocolError(
                         f"file_data {part.file!r} #{part.seq} where {file_id!r} #{seq} was due"
                     )
+                if seq == 0:
+                    meta = meta or _first_frame_meta(part)
+                    if meta is None and sha256 is None and require_verification:
+                        raise UnverifiableDownload(
+                            f"file {file_id!r}: the server sent no SHA-256 to verify it by"
+                        )
+                    await sink.open(meta)
                 try:
                     data = base64.b64decode(part.data, validate=True)
                 except binascii.Error:
                     raise ProtocolError("file_data whose data is not base64") from None
                 received += len(data)
-                if limit is not None and received > limit:
-                    raise ProtocolError(f"the server sent more than {limit} bytes")
+                # Not welcome.limits.max_upload: files stored under a higher limit stay
+                # downloadable.
+                if meta is not None and received > meta.size:
+                    raise ProtocolError(f"the server sent more than {meta.size} bytes")
                 digest.update(data)
-                await consume(data)
+                await sink.write(data)
                 if part.last:
                     break
         finally:
             link.streams.pop(ref, None)
-        if meta is not None and (
-            received != meta.size or digest.hexdigest() != meta.sha256.lower()
-        ):
+        hexdigest = digest.hexdigest()
+        if meta is not None and (received != meta.size or hexdigest != meta.sha256.lower()):
             raise ProtocolError(
                 f"file {file_id!r}: {received} bytes that do not match its size and SHA-256"
             )
+        if sha256 is not None and hexdigest != sha256.lower():
+            raise ProtocolError(f"file {file_id!r}: the bytes do not match the SHA-256 expected")
 
     # --- connecting ------------------------------------------------------------------------------
 
@@ -1296,13 +1333,41 @@ class _FileReader:
         return piece
 
 
-class _DiskSink:
-    """Where `download_to()` writes: a temporary file, batched writes in a worker thread."""
+class _Sink(Protocol):
+    """Where `_download()` hands a file's bytes."""
 
-    def __init__(self, temp: Path) -> None:
-        self.temp = temp
+    async def open(self, meta: FileMeta | None) -> None:
+        """The first frame has come: `meta` is what the bytes will be verified against."""
+
+    async def write(self, data: bytes) -> None: ...
+
+
+class _MemorySink:
+    """Where `download()` keeps the bytes."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    async def open(self, meta: FileMeta | None) -> None:
+        pass
+
+    async def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+
+class _DiskSink:
+    """Where `download_to()` writes: a temporary file beside the target, batched writes in a
+    worker thread."""
+
+    def __init__(self, choose: TargetChooser) -> None:
+        self._choose = choose
+        self.target: Path | None = None
+        self.temp: Path | None = None
         self._pending = bytearray()
         self._committed = False
+
+    async def open(self, meta: FileMeta | None) -> None:
+        self.target, self.temp = await asyncio.to_thread(_choose_target, self._choose, meta)
 
     async def write(self, data: bytes) -> None:
         self._pending += data
@@ -1312,20 +1377,30 @@ class _DiskSink:
     async def _flush(self) -> None:
         data, self._pending = bytes(self._pending), bytearray()
         if data:
+            assert self.temp is not None, "open() comes first"
             await asyncio.to_thread(_append_to, self.temp, data)
 
-    async def commit(self, path: Path) -> None:
+    async def commit(self) -> None:
+        assert self.target is not None, "open() comes first"
+        assert self.temp is not None
         await self._flush()
-        await asyncio.to_thread(_commit, self.temp, path)
+        await asyncio.to_thread(_commit, self.temp, self.target)
         self._committed = True
 
     def discard(self) -> None:
         """Remove the temporary file unless committed (synchronous: safe when cancelled)."""
-        if not self._committed:
+        if self.temp is not None and not self._committed:
             try:
                 self.temp.unlink(missing_ok=True)
             except OSError as exc:
                 log.warning("cannot remove %s: %s", self.temp, describe(exc))
+
+
+def _first_frame_meta(part: FileData) -> FileMeta | None:
+    """The metadata a download's first frame carries (None from a server that sends none)."""
+    if part.meta is not None and part.meta.id != part.file:
+        raise ProtocolError(f"file_data {part.file!r} with the metadata of {part.meta.id!r}")
+    return part.meta
 
 
 def _sha256(data: bytes | memoryview) -> str:
@@ -1354,6 +1429,17 @@ def _read_at(path: Path, offset: int, count: int) -> bytes:
     with path.open("rb") as fh:
         fh.seek(offset)
         return fh.read(count)
+
+
+def _fixed_target(path: Path) -> TargetChooser:
+    """The chooser of a target known from the start."""
+    return lambda _meta: path
+
+
+def _choose_target(choose: TargetChooser, meta: FileMeta | None) -> tuple[Path, Path]:
+    """(the target `choose` picks for `meta`, a new temporary file beside it)."""
+    target = choose(meta)
+    return target, _temp_beside(target)
 
 
 def _temp_beside(path: Path) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from tlschat.client.connection import (
     StateChanged,
     Trust,
     TrustError,
+    UnverifiableDownload,
     describe,
 )
 from tlschat.client.errors_text import explain_failure
@@ -230,10 +230,6 @@ async def _send(
 
 # --- get ----------------------------------------------------------------------------------------
 
-FIND_REQUESTS = 16
-"""History pages `get` reads at most to find the message carrying a file (its SHA-256); within
-the server's burst of requests (PROTOCOL.md "Limits and abuse")."""
-
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -274,42 +270,27 @@ async def _get(
     try:
         try:
             await client.connect()
-            meta = None if sha256 else await find_file(client, file_id)
         except Exception as exc:
             _say(_failure(exc, client.address))
             return exit_code(exc)
-        if meta is None and sha256 is None:
+        # The metadata to verify by comes with the download's first frame (docs/protocol.md
+        # "Files"); `--sha256` is checked as well, and stands in for it with an older server.
+        target = GetTarget(output, file_id)
+        try:
+            if output == "-":
+                data = await client.download(file_id, sha256=sha256, require_verification=True)
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            else:
+                await client.download_to(file_id, target, sha256=sha256, require_verification=True)
+        except UnverifiableDownload:
             _say(
-                f"cannot verify file {file_id}: no message carrying it in your recent history "
+                f"cannot verify file {file_id}: the server sends no SHA-256 with downloads "
                 "(pass its --sha256 from `tlschat tail --json`)"
             )
             return EXIT_USAGE
-        name = attachments.safe_name(meta.name if meta else file_id)
-        target: Path | None = None
-        if output is None:
-            target = Path(name)
-            if await asyncio.to_thread(target.exists):
-                _say(f"{target} exists: choose where to write with -o PATH")
-                return EXIT_USAGE
-        elif output != "-":
-            target = Path(output)
-            if await asyncio.to_thread(target.is_dir):
-                target = target / name
-        try:
-            if meta is not None and target is not None:
-                await client.download_to(file_id, target, meta=meta)
-            else:
-                data = await client.download(file_id, meta=meta)
-                if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.lower():
-                    _say(f"file {file_id}: the bytes received do not match --sha256")
-                    return EXIT_REFUSED
-                if target is None:
-                    sys.stdout.buffer.write(data)
-                    sys.stdout.buffer.flush()
-                else:
-                    await asyncio.to_thread(attachments.write_atomically, target, data)
         except (RequestFailed, OSError, TimeoutError) as exc:
-            _say(attachments.download_failure(exc, meta.name if meta else file_id))
+            _say(attachments.download_failure(exc, target.name))
             return _transfer_code(exc)
         except Exception as exc:
             _say(_failure(exc, client.address))
@@ -319,23 +300,27 @@ async def _get(
     return EXIT_OK
 
 
-async def find_file(client: ChatClient, file_id: str) -> FileMeta | None:
-    """The metadata of `file_id`, from the newest page of each conversation's history; None if
-    it is not there (at most FIND_REQUESTS requests)."""
-    welcome = client.welcome
-    if welcome is None:
-        return None
-    addresses = [f"#{room.room}" for room in welcome.rooms]
-    addresses += [f"@{user.nick}" for user in welcome.users]
-    for address in addresses[:FIND_REQUESTS]:
-        try:
-            page = await client.history(address, limit=200)
-        except RequestFailed:
-            continue  # e.g. a user we share no conversation with
-        for message in page.messages:
-            if message.file is not None and message.file.id == file_id:
-                return message.file
-    return None
+class GetTarget:
+    """Where `get` writes: `-o PATH` (a file, or a folder for the file's own name), or by
+    default the file's own name here, never over an existing file. The name is known only once
+    the download's first frame has come, so `ChatClient.download_to` asks then (a
+    `TargetChooser`, run in a worker thread)."""
+
+    def __init__(self, output: str | None, file_id: str) -> None:
+        self.output = output
+        self.name = file_id
+        """What messages call the file: its id until the server has said its name."""
+
+    def __call__(self, meta: FileMeta | None) -> Path:
+        if meta is not None:
+            self.name = meta.name
+        own_name = Path(attachments.safe_name(self.name))
+        if self.output is None:
+            if own_name.exists():
+                raise FileExistsError(f"{own_name} exists: choose where to write with -o PATH")
+            return own_name
+        path = Path(self.output)
+        return path / own_name if path.is_dir() else path
 
 
 # --- tail ---------------------------------------------------------------------------------------

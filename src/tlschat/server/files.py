@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from tlschat.protocol import (
+    HEADER,
     Chunk,
     Download,
     ErrorCode,
@@ -29,6 +30,7 @@ from tlschat.protocol import (
     Uploaded,
     UploadReady,
     encode,
+    encode_payload,
 )
 from tlschat.ratelimit import TokenBucket
 from tlschat.server import imaging, metrics
@@ -84,6 +86,13 @@ def display_name(raw: str) -> str:
     if name in {"", ".", ".."}:
         raise RequestError(ErrorCode.BAD_REQUEST, "member 'name': not a file name")
     return name
+
+
+def _meta_room(meta: FileMeta) -> int:
+    """Bytes a download's first chunk leaves out so that its `"meta":{...}` member fits in the
+    frame: base64 takes 4 characters for every 3 bytes."""
+    member = len(',"meta":') + len(encode_payload(meta))
+    return 3 * -(-member // 4)
 
 
 def file_meta(row: StoredFile) -> FileMeta:
@@ -611,18 +620,25 @@ class FileStore:
 
     async def _stream(self, session: Session, row: StoredFile, ref: str | None) -> None:
         path = self._blob_path(row.sha256)
+        meta = file_meta(row)
         step = self.config.chunk
+        # The first frame also carries the metadata: its share of bytes shrinks to make room.
+        first_step = max(1, step - _meta_room(meta))
         offset = seq = 0
         try:
             while not session.closing:
+                want = first_step if seq == 0 else step
                 count, data = await asyncio.to_thread(
-                    _read_b64, path, offset, min(step, row.size - offset)
+                    _read_b64, path, offset, min(want, row.size - offset)
                 )
                 offset += count
                 if count == 0 and offset < row.size:
                     raise OSError(f"{path} is shorter than {row.size} bytes")
                 last = offset >= row.size
-                frame = encode(FileData(ref=ref, file=row.id, seq=seq, data=data, last=last))
+                frame = self._file_data(
+                    FileData(ref=ref, file=row.id, seq=seq, data=data, last=last),
+                    meta if seq == 0 else None,
+                )
                 # Half the queue stays free for chat, so a message arriving mid-download
                 # never finds it full (that would drop the client as a slow consumer).
                 await session.deliver_paced(frame, high=session.queue_limit // 2)
@@ -632,6 +648,16 @@ class FileStore:
         except Exception:  # a task of its own: nobody else would hear of it
             log.exception("download of %s failed", row.id)
             session.send_error(ErrorCode.INTERNAL, "cannot read the file", ref)
+
+    def _file_data(self, frame: FileData, meta: FileMeta | None) -> bytes:
+        """`frame` encoded, with `meta` when given (docs/protocol.md "Files": a client verifies
+        the download without finding the message that carried the file) and it fits."""
+        if meta is not None:
+            with_meta = encode(frame.model_copy(update={"meta": meta}))
+            if len(with_meta) - HEADER.size <= self.config.max_frame:
+                return with_meta
+            # Only a max_frame too small for a long name: the download goes on without it.
+        return encode(frame)
 
     # --- background -----------------------------------------------------------------------------
 
