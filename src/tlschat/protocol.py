@@ -427,6 +427,9 @@ class Limits(Frame):
     max_text: int
     max_upload: int
     chunk: int
+    guest_hold: int | None = None
+    """Seconds a guest's nick, groups and messages are kept after its last session
+    (docs/protocol.md: an addition; None from a server that does not say)."""
 
 
 class UserInfo(Frame):

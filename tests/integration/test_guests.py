@@ -34,6 +34,12 @@ async def test_a_guest_gets_a_token_and_registered_users_none(server: Any, dial:
     assert "resume" not in account.welcome
 
 
+async def test_welcome_limits_say_the_guest_hold(start_server: Any, dial: Dialer) -> None:
+    server = await start_server(guest_hold=90.0)
+    gus = await dial.open(server, "gus")
+    assert gus.welcome["limits"]["guest_hold"] == 90  # type: ignore[attr-defined]
+
+
 async def test_a_guest_survives_a_dropped_connection(server: Any, dial: Dialer) -> None:
     alice, bob, token = await _guest_in_two_groups(server, dial)
     seen = (await say(bob, "#one", "before"))["id"]

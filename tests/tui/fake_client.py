@@ -10,7 +10,9 @@ from typing import Any
 from tlschat import protocol
 from tlschat.client import ConnectionState, StateChanged, TrustError
 
-LIMITS = protocol.Limits(max_frame=65536, max_text=4000, max_upload=10 * 1024 * 1024, chunk=32768)
+LIMITS = protocol.Limits(
+    max_frame=65536, max_text=4000, max_upload=10 * 1024 * 1024, chunk=32768, guest_hold=600
+)
 
 
 def stamp(minute: int) -> str:

@@ -205,4 +205,4 @@ async def test_connect_screen_says_what_a_guest_is() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: pilot.app.screen.query("#connect-guest-hint"), "the hint")
         assert "a guest" in GUEST_HINT
-        assert "10 minutes" in GUEST_HINT
+        assert "10 minutes by default" in GUEST_HINT

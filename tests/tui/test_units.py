@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tlschat import protocol
 from tlschat.tui import commands
 from tlschat.tui.ids import address_pane_id, escape_name, pane_id
-from tlschat.tui.state import ChatState
+from tlschat.tui.state import ChatState, duration_words
 from tlschat.tui.widgets.message_log import local_time
 
 TEXTUAL_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -236,3 +236,14 @@ def test_a_guest_client_for_several_addresses_keys_its_token_by_the_first(tmp_pa
     client = guest_aware_client(params, tokens=tokens)
     assert client.servers == (("a.example.org", 7700), ("b.example.org", 7701))
     assert client.resume == "token-a"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(None, "a while"), (1, "1 second"), (90, "90 seconds"), (600, "10 minutes"),
+     (5400, "90 minutes"), (7200, "2 hours"), (9000, "150 minutes")],
+)  # fmt: skip
+def test_the_guest_hold_in_words(seconds: int | None, words: str) -> None:
+    assert duration_words(seconds) == words
+    state = ChatState(guest_hold=seconds)
+    assert state.gone_sentence("gus") == f"gus has left: guests are kept {words} after they leave."

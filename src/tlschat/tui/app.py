@@ -47,7 +47,7 @@ from tlschat.tui.messages import (
 )
 from tlschat.tui.palette import ChatCommands
 from tlschat.tui.screens.connect import ConnectParams, ConnectScreen
-from tlschat.tui.screens.main import GONE, MainScreen
+from tlschat.tui.screens.main import MainScreen
 from tlschat.tui.screens.trust import HostChangedScreen, TrustDialog
 from tlschat.tui.state import ChatState, Invitation, dm_address, fold, room_address
 
@@ -659,7 +659,7 @@ class ChatApp(App[int]):
         client = self._client()
         if to.startswith("@") and self.state.is_gone(to[1:]) and not self.state.knows(to[1:]):
             # Not `no_such_user`: say what happened to them.
-            text_gone = GONE.format(nick=to[1:])
+            text_gone = self.state.gone_sentence(to[1:])
             if self.main is not None and self.main.pane_for(to) is not None:
                 self.main.add_notice(to, f"Not sent: {text_gone}")
             else:

@@ -93,6 +93,8 @@ class ChatState:
     counted unread but never rung for (a bell per old message would be a storm)."""
     max_text: int = 4000
     """The server's `limits.max_text`: longer texts are refused before they are sent."""
+    guest_hold: int | None = None
+    """The server's `limits.guest_hold`: how long a guest who left is kept (None: not said)."""
     invited: dict[str, dict[str, str]] = field(default_factory=dict)
     """Invitations we sent that are still unanswered: folded room -> folded nick -> nick.
 
@@ -117,12 +119,19 @@ class ChatState:
             return message.to  # our own message (or a note to self)
         return dm_address(message.from_)
 
+    def gone_sentence(self, nick: str) -> str:
+        """What to say of a guest whose hold ended, with the server's own hold."""
+        return (
+            f"{nick} has left: guests are kept {duration_words(self.guest_hold)} after they leave."
+        )
+
     # --- welcome -----------------------------------------------------------------------------
 
     def apply_welcome(self, welcome: Welcome) -> list[Invitation]:
         """Replace what we know with `welcome`; return the invitations we had not seen before."""
         self.me = welcome.nick
         self.max_text = welcome.limits.max_text
+        self.guest_hold = welcome.limits.guest_hold
         self.replayed_until = welcome.last_id
         previous = self.users
         self.users = {}
@@ -389,3 +398,14 @@ class ChatState:
 
     def unread_for(self, address: str) -> int:
         return self.unread.get(conversation_key(address), 0)
+
+
+def duration_words(seconds: int | None) -> str:
+    """`600` -> "10 minutes", `90` -> "90 seconds", `7200` -> "2 hours"; None -> "a while"."""
+    if seconds is None:
+        return "a while"
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    if seconds < 7200 or seconds % 3600:
+        return f"{round(seconds / 60)} minutes"
+    return f"{seconds // 3600} hours"

@@ -106,6 +106,7 @@ class Context:
             max_text=config.max_text,
             max_upload=config.max_upload,
             chunk=config.chunk,
+            guest_hold=round(config.guest_hold),
         )
 
     def is_admin(self, user: User) -> bool:

@@ -17,7 +17,7 @@ from textual.widgets import Button, Footer, Input, Label, Static
 from tlschat.address import AddressError, Server, format_servers, parse_servers
 from tlschat.protocol import is_valid_name
 
-GUEST_HINT = "No password: a guest; your nick is kept for 10 minutes after you leave."
+GUEST_HINT = "No password: a guest; your nick is kept after you leave (10 minutes by default)."
 """What a guest is (PROTOCOL.md "Session" -> Guests: the hold, 600 s by default)."""
 
 

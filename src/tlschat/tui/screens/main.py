@@ -59,7 +59,6 @@ PLACEHOLDER = (
 )
 
 
-GONE = "{nick} has left: guests are kept 10 minutes after they leave."
 """What a DM pane says when its guest's hold ended (`presence` with `gone`)."""
 
 READ_DELAY = 0.3
@@ -386,7 +385,7 @@ class MainScreen(MessageActions):
         """A guest's hold ended: its DM pane says so; the lists drop it."""
         pane = self.pane_for(dm_address(nick))
         if pane is not None:
-            self.add_notice(pane.address, GONE.format(nick=pane.address[1:]))
+            self.add_notice(pane.address, self.state.gone_sentence(pane.address[1:]))
             self._show_unread(pane.address)
         self.presence_changed()
 
@@ -781,7 +780,7 @@ class MainScreen(MessageActions):
             )
             return
         if not exists and self.state.is_gone(nick):
-            self.notify(GONE.format(nick=nick), title=f"No @{nick}", markup=False)
+            self.notify(self.state.gone_sentence(nick), title=f"No @{nick}", markup=False)
             return
         if not exists:
             self.notify(
