@@ -363,7 +363,9 @@ async def test_a_client_that_talks_is_not_pinged_out(start_server: Any, dial: Di
 
 
 async def test_welcome_fields(start_server: Any, dial: Dialer) -> None:
-    server = await start_server(max_text=123, max_upload=4567, chunk=2048, max_frame=8192)
+    server = await start_server(
+        max_text=123, max_upload=4567, chunk=2048, max_frame=8192, guest_hold=300.0
+    )
     alice = await dial.open(server, "alice")
     welcome = alice.welcome
     assert welcome["v"] == 1
@@ -374,6 +376,7 @@ async def test_welcome_fields(start_server: Any, dial: Dialer) -> None:
         "max_text": 123,
         "max_upload": 4567,
         "chunk": 2048,
+        "guest_hold": 300,  # an addition (docs/protocol.md)
     }
     assert welcome["users"] == [{"nick": "alice", "online": True}]
     assert welcome["rooms"] == []
