@@ -326,6 +326,18 @@ class GetTarget:
 # --- tail ---------------------------------------------------------------------------------------
 
 
+def _with_is_valid(with_: str | None) -> bool:
+    """`--with` names a conversation (`@nick` or `#room`); else say why (exit 2 follows)."""
+    if with_ is None:
+        return True
+    try:
+        parse_address(with_)
+    except ValueError as exc:
+        _say(f"--with: {exc}")
+        return False
+    return True
+
+
 def run_tail(
     servers: Sequence[Server],
     nick: str,
@@ -337,12 +349,8 @@ def run_tail(
 ) -> int:
     """Print messages as they arrive until interrupted (Ctrl-C: exit 0); reconnect on drops."""
     _quiet_asyncio()
-    if with_ is not None:
-        try:
-            parse_address(with_)
-        except ValueError as exc:
-            _say(f"--with: {exc}")
-            return EXIT_USAGE
+    if not _with_is_valid(with_):
+        return EXIT_USAGE
     try:
         return asyncio.run(_tail(servers, nick, as_json, with_, cafile, password))
     except KeyboardInterrupt:
@@ -575,12 +583,8 @@ def run_search(
 ) -> int:
     """Search the server's history (PROTOCOL.md "Search"); print matches newest first."""
     _quiet_asyncio()
-    if with_ is not None:
-        try:
-            parse_address(with_)
-        except ValueError as exc:
-            _say(f"--with: {exc}")
-            return EXIT_USAGE
+    if not _with_is_valid(with_):
+        return EXIT_USAGE
     try:
         return asyncio.run(_search(servers, nick, query, with_, limit, as_json, cafile, password))
     except KeyboardInterrupt:

@@ -64,6 +64,10 @@ class Hub(Protocol):
         online: a `welcome` or `users` reply splices them in without encoding anything."""
         ...
 
+    def may_have_other_sessions(self, user: User) -> bool:
+        """Whether `user` may have sessions besides the one asking, on any node."""
+        ...
+
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Wrap the store write that gives a message its id: raises `HubUnavailable` if what
         is written could not be delivered, and lets a hub with several writers know a write is
@@ -176,6 +180,9 @@ class LocalHub:
             yield from user.sessions
 
     # --- fan-out ---------------------------------------------------------------------------
+
+    def may_have_other_sessions(self, user: User) -> bool:
+        return len(user.sessions) > 1
 
     def writing(self) -> contextlib.AbstractContextManager[None]:
         # One process, one store writer that commits in id order: nothing to track.

@@ -561,6 +561,11 @@ class RedisHub(LocalHub):
             if key not in self.users and self._presence.elsewhere(key, self.node) is not None:
                 yield key, entry
 
+    def may_have_other_sessions(self, user: User) -> bool:
+        # Sessions on other nodes are not counted here (a presence view may lag by a
+        # notification): the reply is published, and each node finds the user's sessions.
+        return True
+
     def writing(self) -> contextlib.AbstractContextManager[None]:
         if not self.connected:
             raise HubUnavailable()

@@ -132,7 +132,8 @@ class Context:
         (on every node: through the hub)."""
         peer.send(frame.model_copy(update={"ref": ref}))
         user = peer.user
-        if user is not None:
+        # Most users have one session: no second encoding then (a reply is on the hot path).
+        if user is not None and self.hub.may_have_other_sessions(user):
             data = encode(frame.model_copy(update={"ref": None}))
             self.hub.deliver([user.key], data, skip=peer)
 

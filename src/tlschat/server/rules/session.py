@@ -180,13 +180,7 @@ class SessionRules:
                 raise RequestError(
                     ErrorCode.NICK_TAKEN, f"{held.nick} is held for its guest (give its token)"
                 )
-            attempt = await self.throttle.begin(key, peer.peer_ip)
-            if not isinstance(attempt, Attempt):
-                raise RequestError(
-                    ErrorCode.RATE_LIMITED,
-                    "too many failed logins",
-                    retry_after_ms=int(attempt * 1000) + 1,
-                )
+            attempt = await self._begin_attempt(key, peer)
             if not hmac.compare_digest(_token_hash(resume), held.token_hash):
                 await self.throttle.failed(attempt)
                 log.info("wrong resume token for guest %s from %s", key, peer.peer_ip)
@@ -282,8 +276,9 @@ class SessionRules:
         for task in self._tasks:
             task.cancel()
 
-    async def _check_password(self, peer: Peer, key: str, pw_hash: str, password: str) -> None:
-        """Return if `password` is right, else refuse; the attempt counts from its start."""
+    async def _begin_attempt(self, key: str, peer: Peer) -> Attempt:
+        """A login attempt for `key` from the peer's address, counted from its start;
+        `rate_limited` when the failed-login limit is reached (PROTOCOL.md "Limits")."""
         attempt = await self.throttle.begin(key, peer.peer_ip)
         if not isinstance(attempt, Attempt):
             raise RequestError(
@@ -291,6 +286,11 @@ class SessionRules:
                 "too many failed logins",
                 retry_after_ms=int(attempt * 1000) + 1,
             )
+        return attempt
+
+    async def _check_password(self, peer: Peer, key: str, pw_hash: str, password: str) -> None:
+        """Return if `password` is right, else refuse; the attempt counts from its start."""
+        attempt = await self._begin_attempt(key, peer)
         try:
             right = await self.passwords.verify(pw_hash, password)
         except BaseException:
