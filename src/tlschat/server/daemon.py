@@ -27,7 +27,6 @@ from tlschat.server.connection import Session
 from tlschat.server.datadir import DataDirBusy, DataDirLock, make_private_dir
 from tlschat.server.files import FileStore
 from tlschat.server.hub import LocalHub
-from tlschat.server.pg_store import PgStore, redacted
 from tlschat.server.registry import Registry
 from tlschat.server.rules import Context, Rules
 from tlschat.server.rules.base import room_from_store
@@ -36,6 +35,7 @@ from tlschat.server.sqlite_store import SqliteStore
 from tlschat.server.store import StoreUnavailable
 
 if TYPE_CHECKING:
+    from tlschat.server.pg_store import PgStore
     from tlschat.server.redis_hub import FetchMissing, StreamMessage
 
 log = logging.getLogger("tlschat.server")
@@ -64,6 +64,9 @@ def make_store(config: ServerConfig, data_dir: Path) -> SqliteStore | PgStore:
     SQLite file of the data directory."""
     store: SqliteStore | PgStore
     if config.database:
+        # Imported here, as the Redis hub is: a single node never loads asyncpg.
+        from tlschat.server.pg_store import PgStore
+
         store = PgStore(config.database)
     else:
         store = SqliteStore(data_dir / "tlschat.db")
@@ -147,7 +150,12 @@ class ChatServer:
         try:
             await self.store.open()
         except Exception as exc:
-            where = redacted(cfg.database) if cfg.database else f"in {self.data_dir}"
+            if cfg.database:
+                from tlschat.server.pg_store import redacted
+
+                where = redacted(cfg.database)
+            else:
+                where = f"in {self.data_dir}"
             raise StartupError(f"cannot open database {where}: {exc}") from None
         last_id = await self.store.max_message_id()
         await self._join_cluster(last_id)
